@@ -1,0 +1,59 @@
+# Promoted from notebooks/day2_rope.ipynb by `python -m tinyllm_lab.promote`.
+# Do not edit here: edit the notebook's `#| promote: rope` cells and promote again.
+
+"""Day 2 rotary position embeddings (RoPE, Su et al. 2021, "RoFormer").
+
+Pair i of a head vector, at position m, is rotated by the angle `m * theta_i` with
+`theta_i = rope_theta ** (-2i / Dh)`. Pairs are interleaved: (x[0], x[1]), (x[2], x[3]), ...,
+as in the RoFormer paper, Meta's Llama code and llama2.c. Hugging Face checkpoints use the
+half-split layout instead; the loader converts their q/k weights once (see day 6).
+"""
+
+import numpy as np
+
+
+def rope_frequencies(head_dim, rope_theta=10000.0):  # -> [Dh/2] float64
+    """The rotation speed of each pair: `theta_i = rope_theta ** (-2i / Dh)`, i = 0 .. Dh/2 - 1."""
+    if head_dim <= 0 or head_dim % 2 != 0:
+        raise ValueError(f"RoPE needs a positive, even head dimension to form pairs; got head_dim={head_dim}")
+    i = np.arange(head_dim // 2, dtype=np.float64)
+    return rope_theta ** (-2.0 * i / head_dim)
+
+
+def rope_tables(head_dim, max_seq_len, rope_theta=10000.0):  # -> cos, sin: [S, Dh/2] float32
+    """cos and sin of `m * theta_i` for every position m < max_seq_len and pair i.
+
+    The angles are computed in float64 and only then cast to float32: at position 10^4 an angle
+    computed in float32 is already off by ~1e-4 rad (see day 2), larger than our tolerances.
+    """
+    if max_seq_len <= 0:
+        raise ValueError(f"max_seq_len must be positive, got {max_seq_len}")
+    angles = np.outer(np.arange(max_seq_len, dtype=np.float64), rope_frequencies(head_dim, rope_theta))
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+def apply_rope(x, cos, sin, positions):  # [T, H, Dh], [S, Dh/2], [S, Dh/2], [T] -> [T, H, Dh]
+    """Rotate each interleaved pair (x[2i], x[2i+1]) of every head by the angle of its position.
+
+    Layout: INTERLEAVED pairs (RoFormer, Meta, llama2.c), i.e. in complex form
+    `(x[2i] + 1j * x[2i+1]) * exp(1j * m * theta_i)`. `positions[t]` is the absolute position of
+    token t; the tables from `rope_tables` must cover it.
+    """
+    T, _, Dh = x.shape
+    if Dh % 2 != 0:
+        raise ValueError(f"apply_rope: head dimension must be even to form pairs, got x of shape {x.shape}")
+    if cos.shape != sin.shape or cos.ndim != 2 or cos.shape[1] != Dh // 2:
+        raise ValueError(f"apply_rope: cos/sin tables have shapes {cos.shape}, {sin.shape}; expected [S, {Dh // 2}]")
+    positions = np.asarray(positions)
+    if positions.shape != (T,):
+        raise ValueError(f"apply_rope: positions has shape {positions.shape}, expected ({T},) for x of shape {x.shape}")
+    if T and (positions.min() < 0 or positions.max() >= cos.shape[0]):
+        raise ValueError(f"apply_rope: positions {positions.min()}..{positions.max()} are outside the "
+                         f"precomputed table of {cos.shape[0]} positions (0..{cos.shape[0] - 1})")
+    c = cos[positions][:, None, :]  # [T, 1, Dh/2], broadcast over heads
+    s = sin[positions][:, None, :]
+    x0, x1 = x[..., 0::2], x[..., 1::2]  # [T, H, Dh/2] each: the two halves of every pair
+    out = np.empty_like(x)
+    out[..., 0::2] = x0 * c - x1 * s  # the 2x2 rotation [[c, -s], [s, c]] @ [x0, x1]
+    out[..., 1::2] = x0 * s + x1 * c
+    return out
