@@ -137,7 +137,8 @@ class Transformer(nn.Module):
 
     `model(tokens)` is the uncached full forward (training, checks); `model(tokens, start_pos)`
     runs through the KV cache (prefill with start_pos=0, then decode one token at a time).
-    Batches up to `max_batch_size` can use the cache; the uncached path takes any batch.
+    Batches up to `max_batch_size` can use the cache; the uncached path takes any batch. Run the
+    cached path under `torch.inference_mode()`, as Meta's generate does: the cache is plain state.
     """
 
     def __init__(self, config: ModelConfig, max_batch_size=1):
@@ -338,7 +339,8 @@ def save_hf_folder(model: Transformer, folder):
     """Write `config.json` and `model.safetensors` (float32, HF names) into folder, byte-identical on rerun.
 
     The tied head is stored once, as model.embed_tokens.weight. safetensors writes tensors in a fixed
-    order with no timestamp; the only metadata is {"format": "pt"}, which transformers expects.
+    order with no timestamp; the metadata is one key (several would come out in hash-map order),
+    {"format": "pt"}, which transformers expects.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
