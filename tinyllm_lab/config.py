@@ -36,6 +36,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.norm_eps must be positive, got {self.norm_eps!r}")
         if not self.rope_theta > 0:
             raise ValueError(f"ModelConfig.rope_theta must be positive, got {self.rope_theta!r}")
+        if not isinstance(self.tie_embeddings, bool):
+            raise ValueError(f"ModelConfig.tie_embeddings must be True or False, got {self.tie_embeddings!r}")
 
 
 # The course model: small enough to run anywhere, big enough to learn some English.

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyllm_lab.attention import attention, attention_weights, causal_mask, merge_heads, split_heads
-from tinyllm_lab.config import ModelConfig
 from tinyllm_lab.ffn import swiglu
 from tinyllm_lab.kv_cache import KVCache
 from tinyllm_lab.ops import linear, rms_norm
@@ -23,71 +22,97 @@ from tinyllm_lab.rope import apply_rope, rope_tables
 
 @dataclass
 class LayerWeights:
-    attention_norm: np.ndarray  # [D]      RMSNorm weight before attention
+    attention_norm: np.ndarray  # [D]       RMSNorm weight before attention
     wq: np.ndarray              # [H*Dh, D] query projection
     wk: np.ndarray              # [K*Dh, D] key projection
     wv: np.ndarray              # [K*Dh, D] value projection
     wo: np.ndarray              # [D, H*Dh] output projection
-    ffn_norm: np.ndarray        # [D]      RMSNorm weight before the feed-forward
-    w1: np.ndarray              # [F, D]   gate projection (HF gate_proj)
-    w2: np.ndarray              # [D, F]   down projection (HF down_proj)
-    w3: np.ndarray              # [F, D]   up projection   (HF up_proj)
+    ffn_norm: np.ndarray        # [D]       RMSNorm weight before the feed-forward
+    w1: np.ndarray              # [F, D]    gate projection (HF gate_proj)
+    w2: np.ndarray              # [D, F]    down projection (HF down_proj)
+    w3: np.ndarray              # [F, D]    up projection   (HF up_proj)
 
 
 @dataclass
 class ModelWeights:
     tok_embeddings: np.ndarray  # [V, D]
     layers: list                # n_layers LayerWeights
-    norm: np.ndarray            # [D]      final RMSNorm weight
-    output: np.ndarray          # [V, D]   output head (the same array as tok_embeddings when tied)
+    norm: np.ndarray            # [D]       final RMSNorm weight
+    output: np.ndarray          # [V, D]    output head (the tok_embeddings array itself when tied)
 
 
-def expected_shapes(config):
-    """{name: shape} of every weight the config needs, named like `layers.0.wq`."""
+def expected_shapes(config):  # -> {name: shape}
+    """The shape of every weight `config` needs, named like the fields: `{"tok_embeddings": (V, D), "layers.0.wq": (H*Dh, D), ...}`."""
     c = config
-    shapes = {"tok_embeddings": (c.vocab_size, c.dim), "norm": (c.dim,), "output": (c.vocab_size, c.dim)}
+    q, kv = c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim
+    layer = {"attention_norm": (c.dim,), "wq": (q, c.dim), "wk": (kv, c.dim), "wv": (kv, c.dim), "wo": (c.dim, q),
+             "ffn_norm": (c.dim,), "w1": (c.hidden_dim, c.dim), "w2": (c.dim, c.hidden_dim), "w3": (c.hidden_dim, c.dim)}
+    shapes = {"tok_embeddings": (c.vocab_size, c.dim)}
     for i in range(c.n_layers):
-        shapes.update({f"layers.{i}.attention_norm": (c.dim,), f"layers.{i}.wq": (c.n_heads * c.head_dim, c.dim),
-                       f"layers.{i}.wk": (c.n_kv_heads * c.head_dim, c.dim), f"layers.{i}.wv": (c.n_kv_heads * c.head_dim, c.dim),
-                       f"layers.{i}.wo": (c.dim, c.n_heads * c.head_dim), f"layers.{i}.ffn_norm": (c.dim,),
-                       f"layers.{i}.w1": (c.hidden_dim, c.dim), f"layers.{i}.w2": (c.dim, c.hidden_dim),
-                       f"layers.{i}.w3": (c.hidden_dim, c.dim)})
+        shapes.update({f"layers.{i}.{name}": shape for name, shape in layer.items()})
+    shapes.update({"norm": (c.dim,), "output": (c.vocab_size, c.dim)})
     return shapes
 
 
 def check_weights(config, weights):
-    """Raise one ValueError listing every weight whose shape or dtype is not what `config` needs."""
-    found = {"tok_embeddings": weights.tok_embeddings, "norm": weights.norm, "output": weights.output}
+    """Raise one ValueError listing every weight that does not fit `config` (shape, dtype, layer count, tying)."""
+    problems = []
     if len(weights.layers) != config.n_layers:
-        raise ValueError(f"weights have {len(weights.layers)} layers, config.n_layers = {config.n_layers}")
+        problems.append(f"layers: expected {config.n_layers} LayerWeights (config.n_layers), found {len(weights.layers)}")
+    found = {"tok_embeddings": weights.tok_embeddings, "norm": weights.norm, "output": weights.output}
     for i, layer in enumerate(weights.layers):
         found.update({f"layers.{i}.{name}": getattr(layer, name) for name in LayerWeights.__dataclass_fields__})
-    problems = [f"{name}: expected float32 {shape}, found {found[name].dtype} {found[name].shape}"
-                for name, shape in expected_shapes(config).items()
-                if found[name].shape != shape or found[name].dtype != np.float32]
+    for name, shape in expected_shapes(config).items():
+        if name not in found:
+            continue  # in a missing layer: reported above
+        w = found[name]
+        if not isinstance(w, np.ndarray) or w.shape != shape or w.dtype != np.float32:
+            what = f"{w.dtype} {w.shape}" if isinstance(w, np.ndarray) else type(w).__name__
+            problems.append(f"{name}: expected float32 {shape}, found {what}")
+    if config.tie_embeddings and weights.output is not weights.tok_embeddings:
+        problems.append("output: config.tie_embeddings is True, so output must be the tok_embeddings array itself")
     if problems:
-        raise ValueError("weights do not fit the config:\n  " + "\n  ".join(problems))
+        raise ValueError(f"weights do not fit the config ({len(problems)} problems):\n  " + "\n  ".join(problems))
+
+
+def random_weights(config, rng, std=0.02):  # -> ModelWeights
+    """Untrained weights for `config`: matrices ~ N(0, std^2) in float32, norm weights 1, the head tied if the config says so.
+
+    Drawn from `rng` (a seeded `np.random.Generator`) in `expected_shapes` order: the same seed gives the same model.
+    """
+    arrays = {}
+    for name, shape in expected_shapes(config).items():
+        if name == "output" and config.tie_embeddings:
+            continue  # tied: the head is the embedding matrix, nothing to draw
+        is_norm = len(shape) == 1
+        arrays[name] = np.ones(shape, np.float32) if is_norm else rng.standard_normal(shape, np.float32) * np.float32(std)
+    layers = [LayerWeights(**{f: arrays[f"layers.{i}.{f}"] for f in LayerWeights.__dataclass_fields__})
+              for i in range(config.n_layers)]
+    embeddings = arrays["tok_embeddings"]
+    return ModelWeights(tok_embeddings=embeddings, layers=layers, norm=arrays["norm"],
+                        output=embeddings if config.tie_embeddings else arrays["output"])
 
 
 def attention_block(x, layer, config, cos, sin, cache, i, maps=None):  # [T, D] -> [T, D]
-    """Multi-head causal self-attention for layer i, reading and extending the KV cache.
+    """Causal self-attention of layer i over the cache plus the T new tokens, which it writes into the cache.
 
+    The new tokens sit at positions cache.pos .. cache.pos+T-1 (RoPE angles and mask follow).
     If `maps` is a list, the attention probabilities [H, T, S] of this layer are appended to it
-    (for plots; computed again, so only when asked).
+    (for plots; computed a second time, so only when asked).
 
-    torch: `self.wo(F.scaled_dot_product_attention(q, k, v, is_causal=True))`, with RoPE on q, k.
+    torch: `self.wo(F.scaled_dot_product_attention(q, k, v, attn_mask))`, with RoPE on q, k.
     """
     T, start = x.shape[0], cache.pos
     positions = np.arange(start, start + T)                           # absolute positions of the new tokens
     q = apply_rope(split_heads(linear(x, layer.wq), config.n_heads), cos, sin, positions)     # [T, H, Dh]
     k = apply_rope(split_heads(linear(x, layer.wk), config.n_kv_heads), cos, sin, positions)  # [T, K, Dh]
     v = split_heads(linear(x, layer.wv), config.n_kv_heads)                                   # [T, K, Dh]
-    keys, values = cache.update(i, k, v)                              # [S, K, Dh] with S = start + T
+    keys, values = cache.update(i, k, v)                              # [S, K, Dh] each, S = start + T
     mask = causal_mask(T, start + T)                                  # [T, S]
     if maps is not None:
-        maps.append(attention_weights(q, keys, mask))
+        maps.append(attention_weights(q, keys, mask))                 # [H, T, S]
     out = attention(q, keys, values, mask)                            # [T, H, Dh]
-    return linear(merge_heads(out), layer.wo)
+    return linear(merge_heads(out), layer.wo)                         # [T, D]
 
 
 def block(x, layer, config, cos, sin, cache, i, maps=None):  # [T, D] -> [T, D]
@@ -97,34 +122,45 @@ def block(x, layer, config, cos, sin, cache, i, maps=None):  # [T, D] -> [T, D]
 
 
 class Model:
-    """A LLaMA-style decoder: config + weights + RoPE tables. `forward` maps token ids to logits."""
+    """A LLaMA-style decoder: config + weights + RoPE tables. `forward` maps token ids to logits.
+
+    Llama: `Transformer.forward`; llama2.c: `forward(transformer, token, pos)`.
+    """
 
     def __init__(self, config, weights):
         check_weights(config, weights)
         self.config, self.weights = config, weights
         self.cos, self.sin = rope_tables(config.head_dim, config.max_seq_len, config.rope_theta)  # [S_max, Dh/2]
 
-    def new_cache(self):
+    def new_cache(self):  # -> an empty KVCache sized for this model
         c = self.config
         return KVCache(c.n_layers, c.max_seq_len, c.n_kv_heads, c.head_dim)
 
     def forward(self, tokens, cache, maps=None):  # [T] int, KVCache -> [T, V] float32
         """Logits for each of `tokens`, which continue the sequence already in `cache` (prefill or decode).
 
-        Pass a list as `maps` to collect each layer's attention probabilities [H, T, S].
+        Writes the tokens' keys and values into `cache` and advances it by T. Pass a list as
+        `maps` to collect each layer's attention probabilities [H, T, S].
         """
         tokens = np.asarray(tokens)
-        if tokens.ndim != 1 or tokens.size == 0 or not np.issubdtype(tokens.dtype, np.integer):
-            raise ValueError(f"forward: tokens must be a non-empty 1-D array of ints, got {tokens.dtype} {tokens.shape}")
-        if tokens.min() < 0 or tokens.max() >= self.config.vocab_size:
-            bad = tokens[(tokens < 0) | (tokens >= self.config.vocab_size)]
-            raise ValueError(f"forward: token ids {bad.tolist()} are outside the vocabulary 0..{self.config.vocab_size - 1}")
-        if cache.pos + len(tokens) > self.config.max_seq_len:
-            raise ValueError(f"forward: {len(tokens)} tokens at position {cache.pos} would pass "
-                             f"max_seq_len = {self.config.max_seq_len}")
+        self._check_inputs(tokens, cache)
         w = self.weights
         x = w.tok_embeddings[tokens]                                   # [T, D]
         for i, layer in enumerate(w.layers):
             x = block(x, layer, self.config, self.cos, self.sin, cache, i, maps)
         cache.advance(len(tokens))                                     # every layer wrote: move on
         return linear(rms_norm(x, w.norm, self.config.norm_eps), w.output)  # [T, V]
+
+    def _check_inputs(self, tokens, cache):  # raise before any layer writes into the cache
+        c = self.config
+        if tokens.ndim != 1 or tokens.size == 0 or not np.issubdtype(tokens.dtype, np.integer):
+            raise ValueError(f"forward: tokens must be a non-empty 1-D array of ints, got {tokens.dtype} {tokens.shape}")
+        bad = tokens[(tokens < 0) | (tokens >= c.vocab_size)]
+        if bad.size:
+            raise ValueError(f"forward: token ids {bad.tolist()} are outside the vocabulary 0..{c.vocab_size - 1}")
+        if cache.keys.shape != (c.n_layers, c.max_seq_len, c.n_kv_heads, c.head_dim):
+            raise ValueError(f"forward: the cache has shape {cache.keys.shape}, this model needs "
+                             f"{(c.n_layers, c.max_seq_len, c.n_kv_heads, c.head_dim)}: use model.new_cache()")
+        if cache.pos + len(tokens) > c.max_seq_len:
+            raise ValueError(f"forward: {len(tokens)} tokens at positions {cache.pos}..{cache.pos + len(tokens) - 1} "
+                             f"do not fit max_seq_len = {c.max_seq_len}")

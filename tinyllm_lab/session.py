@@ -9,25 +9,32 @@ from tinyllm_lab.sampling import check_sampling, sample
 
 
 class Session:
-    """Generates text from a `Model`, owning one KV cache that every generation starts by clearing."""
+    """Generates from a `Model`, with one KV cache that every generation starts by clearing.
+
+    One generation at a time: starting a new one abandons an unfinished `stream`.
+    """
 
     def __init__(self, model, eos_id=None):
+        if eos_id is not None and not 0 <= eos_id < model.config.vocab_size:
+            raise ValueError(f"eos_id {eos_id} is outside the vocabulary 0..{model.config.vocab_size - 1}")
         self.model, self.eos_id = model, eos_id
         self.cache = model.new_cache()
 
     def stream(self, prompt_ids, max_new_tokens, rng=None, temperature=0.0, top_k=0, top_p=1.0):
         """Yield up to `max_new_tokens` new token ids, one at a time; stops after EOS (which it yields).
 
-        The prompt and every new token must fit in the context: `len(prompt_ids) + max_new_tokens`
-        greater than `max_seq_len` is refused before any work is done. `rng` is a seeded
-        `np.random.Generator` (needed unless temperature is 0).
+        Every argument is checked here, before any forward pass: `len(prompt_ids) + max_new_tokens`
+        greater than `max_seq_len` is refused. `rng` is a seeded `np.random.Generator` (needed
+        unless temperature is 0, greedy); see `sample` for temperature, top_k, top_p.
         """
-        prompt = np.asarray(prompt_ids, dtype=np.int64)
-        limit = self.model.config.max_seq_len
-        if prompt.ndim != 1 or prompt.size == 0:
-            raise ValueError(f"the prompt must be a non-empty list of token ids, got shape {prompt.shape}")
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        prompt = np.asarray(prompt_ids)
+        vocab, limit = self.model.config.vocab_size, self.model.config.max_seq_len
+        if prompt.ndim != 1 or prompt.size == 0 or not np.issubdtype(prompt.dtype, np.integer):
+            raise ValueError(f"the prompt must be a non-empty list of token ids, got {prompt.dtype} {prompt.shape}")
+        if prompt.min() < 0 or prompt.max() >= vocab:
+            raise ValueError(f"prompt token ids must be in 0..{vocab - 1}, got {prompt.min()}..{prompt.max()}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
         if prompt.size + max_new_tokens > limit:
             raise ValueError(f"prompt of {prompt.size} tokens + max_new_tokens {max_new_tokens} = "
                              f"{prompt.size + max_new_tokens} exceeds max_seq_len = {limit}")
@@ -36,15 +43,17 @@ class Session:
             raise ValueError("sampling with temperature > 0 needs rng=np.random.default_rng(seed)")
         return self._decode(prompt, max_new_tokens, rng, temperature, top_k, top_p)
 
-    def _decode(self, prompt, max_new_tokens, rng, temperature, top_k, top_p):
+    def _decode(self, prompt, max_new_tokens, rng, temperature, top_k, top_p):  # the generator behind `stream`
         self.cache.reset()                                   # a new generation never sees an old one
-        logits = self.model.forward(prompt, self.cache)[-1]  # prefill: the whole prompt at once
+        if max_new_tokens == 0:
+            return
+        logits = self.model.forward(prompt, self.cache)[-1]  # prefill: the whole prompt at once, [V]
         for n in range(max_new_tokens):
             token = sample(logits, rng, temperature, top_k, top_p)
             yield token
             if token == self.eos_id or n == max_new_tokens - 1:
-                return
-            logits = self.model.forward(np.array([token]), self.cache)[-1]  # decode: one token
+                return                                       # the last token is never fed back
+            logits = self.model.forward([token], self.cache)[-1]  # decode: one token, [V]
 
     def generate(self, prompt_ids, max_new_tokens, rng=None, temperature=0.0, top_k=0, top_p=1.0):
         """The list of new token ids (see `stream`)."""

@@ -1,0 +1,69 @@
+"""ModelConfig: the course model's numbers, and a clear ValueError for every config that cannot be a model."""
+
+import dataclasses
+
+import pytest
+
+from tinyllm_lab.config import COURSE_MODEL, ModelConfig
+
+# A small valid config with grouped-query attention (2 kv heads serve 4 query heads).
+SMALL = dict(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, hidden_dim=64, vocab_size=97, max_seq_len=80)
+
+
+def test_course_model_values():  # the course model of the contract and the issue
+    assert dataclasses.asdict(COURSE_MODEL) == dict(
+        dim=256, n_layers=2, n_heads=4, n_kv_heads=4, head_dim=64, hidden_dim=1024, vocab_size=16384,
+        max_seq_len=1024, norm_eps=1e-5, rope_theta=10000.0, tie_embeddings=True)
+
+
+def test_field_names_and_order_are_meta_llama2c():
+    assert [f.name for f in dataclasses.fields(ModelConfig)] == [
+        "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_dim", "vocab_size", "max_seq_len",
+        "norm_eps", "rope_theta", "tie_embeddings"]
+
+
+def test_defaults():
+    config = ModelConfig(**SMALL)
+    assert (config.norm_eps, config.rope_theta, config.tie_embeddings) == (1e-5, 10000.0, True)
+
+
+def test_frozen_and_hashable():
+    config = ModelConfig(**SMALL)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.dim = 64
+    assert ModelConfig(**SMALL) == config and hash(ModelConfig(**SMALL)) == hash(config)
+
+
+@pytest.mark.parametrize("changes", [dict(n_kv_heads=4), dict(n_kv_heads=1), dict(tie_embeddings=False),
+                                     dict(n_heads=1, n_kv_heads=1, head_dim=32), dict(norm_eps=1e-6, rope_theta=5e5)])
+def test_valid_configs(changes):  # multi-head, multi-query, untied, one head, other constants
+    config = ModelConfig(**{**SMALL, **changes})
+    assert all(getattr(config, name) == value for name, value in changes.items())
+
+
+SIZE_FIELDS = ["dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_dim", "vocab_size", "max_seq_len"]
+
+
+@pytest.mark.parametrize("field", SIZE_FIELDS)
+@pytest.mark.parametrize("value", [0, -8, 8.0, True, None, "8"])
+def test_sizes_must_be_positive_integers(field, value):
+    with pytest.raises(ValueError, match=rf"ModelConfig\.{field} must be a positive integer, got {value!r}"):
+        ModelConfig(**{**SMALL, field: value})
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(head_dim=6), r"n_heads \* head_dim = 4 \* 6 = 24, but dim = 32"),
+    (dict(dim=64), r"n_heads \* head_dim = 4 \* 8 = 32, but dim = 64"),
+    (dict(n_kv_heads=3), r"n_heads = 4 is not divisible by n_kv_heads = 3"),
+    (dict(n_kv_heads=8), r"n_heads = 4 is not divisible by n_kv_heads = 8"),
+    (dict(dim=36, head_dim=9), r"head_dim = 9 must be even for RoPE pairs"),
+    (dict(norm_eps=0.0), r"norm_eps must be positive, got 0\.0"),
+    (dict(norm_eps=-1e-5), r"norm_eps must be positive, got -1e-05"),
+    (dict(norm_eps=float("nan")), r"norm_eps must be positive, got nan"),
+    (dict(rope_theta=0.0), r"rope_theta must be positive, got 0\.0"),
+    (dict(tie_embeddings=1), r"tie_embeddings must be True or False, got 1"),
+    (dict(tie_embeddings="yes"), r"tie_embeddings must be True or False, got 'yes'"),
+])
+def test_inconsistent_configs_name_the_numbers(changes, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**{**SMALL, **changes})

@@ -1,0 +1,246 @@
+"""The model: weights checks, forward shapes and dtype, cached == uncached, parity with the PyTorch reference.
+
+Small random configs (grouped-query, multi-query, multi-head untied) keep every test fast. The
+weights are drawn with std 0.2 rather than 0.02, so that attention is far from uniform and a wrong
+position, mask or cache entry changes the logits visibly.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from tinyllm_lab.attention import causal_mask, self_attention
+from tinyllm_lab.config import ModelConfig
+from tinyllm_lab.kv_cache import KVCache
+from tinyllm_lab.model import (LayerWeights, Model, ModelWeights, attention_block, check_weights, expected_shapes,
+                               random_weights)
+from tinyllm_lab.ops import rms_norm
+
+SMALL = dict(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, hidden_dim=64, vocab_size=97, max_seq_len=80)
+CONFIGS = {
+    "gqa": ModelConfig(**SMALL),                                            # K = 2 kv heads for H = 4
+    "mqa": ModelConfig(**{**SMALL, "n_kv_heads": 1}),                       # one kv head for all
+    "mha-untied": ModelConfig(**{**SMALL, "n_kv_heads": 4, "n_layers": 3, "tie_embeddings": False}),
+}
+
+
+def make_model(config, seed=0, std=0.2):
+    return Model(config, random_weights(config, np.random.default_rng(seed), std=std))
+
+
+def tokens(n, config, seed=1):
+    return np.random.default_rng(seed).integers(0, config.vocab_size, size=n)
+
+
+@pytest.fixture(params=list(CONFIGS), scope="module")
+def model(request):
+    return make_model(CONFIGS[request.param])
+
+
+# ---------------------------------------------------------------------------------------------
+# weights
+
+def test_expected_shapes_known_answer():
+    shapes = expected_shapes(CONFIGS["gqa"])  # D 32, H 4, K 2, Dh 8, F 64, V 97, 2 layers
+    assert len(shapes) == 3 + 9 * 2
+    assert shapes["tok_embeddings"] == (97, 32) and shapes["output"] == (97, 32) and shapes["norm"] == (32,)
+    assert [shapes[f"layers.1.{n}"] for n in LayerWeights.__dataclass_fields__] == [
+        (32,), (32, 32), (16, 32), (16, 32), (32, 32), (32,), (64, 32), (32, 64), (64, 32)]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_random_weights_fit_and_are_seeded(name):
+    config = CONFIGS[name]
+    w = random_weights(config, np.random.default_rng(3))
+    check_weights(config, w)  # does not raise
+    again = random_weights(config, np.random.default_rng(3))
+    assert all(np.array_equal(getattr(a, f), getattr(b, f)) for a, b in zip(w.layers, again.layers)
+               for f in LayerWeights.__dataclass_fields__)
+    assert not np.array_equal(random_weights(config, np.random.default_rng(4)).tok_embeddings, w.tok_embeddings)
+    assert (w.output is w.tok_embeddings) == config.tie_embeddings
+    assert np.all(w.norm == 1) and np.all(w.layers[0].attention_norm == 1) and np.all(w.layers[-1].ffn_norm == 1)
+    assert w.layers[0].w1.dtype == np.float32 and abs(w.layers[0].w1.std() - 0.02) < 0.002
+
+
+def test_check_weights_lists_every_problem():
+    config = CONFIGS["gqa"]
+    w = random_weights(config, np.random.default_rng(0))
+    w.layers[0].wk = np.zeros((32, 32), np.float32)        # 4 kv heads' worth instead of 2
+    w.layers[1].w2 = w.layers[1].w2.T.copy()               # transposed
+    w.layers[1].attention_norm = np.ones(32)               # float64
+    w.norm = None                                          # not an array at all
+    w.output = w.tok_embeddings.copy()                     # tied config, but a copy
+    with pytest.raises(ValueError) as error:
+        check_weights(config, w)
+    message = str(error.value)
+    assert "(5 problems)" in message
+    assert "layers.0.wk: expected float32 (16, 32), found float32 (32, 32)" in message
+    assert "layers.1.w2: expected float32 (32, 64), found float32 (64, 32)" in message
+    assert "layers.1.attention_norm: expected float32 (32,), found float64 (32,)" in message
+    assert "norm: expected float32 (32,), found NoneType" in message
+    assert "output: config.tie_embeddings is True" in message
+    with pytest.raises(ValueError, match=r"layers\.0\.wk: expected float32 \(16, 32\)"):
+        Model(config, w)  # the model refuses them too
+
+
+def test_check_weights_layer_count():
+    config = CONFIGS["gqa"]
+    w = random_weights(config, np.random.default_rng(0))
+    w.layers = w.layers[:1]
+    with pytest.raises(ValueError, match=r"layers: expected 2 LayerWeights \(config.n_layers\), found 1"):
+        check_weights(config, w)
+
+
+def test_untied_config_accepts_any_head_of_the_right_shape():
+    config = CONFIGS["mha-untied"]
+    w = random_weights(config, np.random.default_rng(0))
+    assert w.output is not w.tok_embeddings
+    check_weights(config, w)
+    w.output = w.tok_embeddings  # sharing the array is allowed too: the config only says what is stored
+    check_weights(config, w)
+
+
+# ---------------------------------------------------------------------------------------------
+# forward
+
+@pytest.mark.parametrize("n", [1, 5, 17])
+def test_forward_shapes_and_dtype(model, n):
+    cache = model.new_cache()
+    logits = model.forward(tokens(n, model.config), cache)
+    assert logits.shape == (n, model.config.vocab_size) and logits.dtype == np.float32
+    assert cache.pos == n and np.isfinite(logits).all()
+
+
+def test_forward_accepts_lists_and_any_int_dtype(model):
+    ids = tokens(6, model.config)
+    expected = model.forward(ids, model.new_cache())
+    assert np.array_equal(model.forward(ids.tolist(), model.new_cache()), expected)
+    assert np.array_equal(model.forward(ids.astype(np.int32), model.new_cache()), expected)
+
+
+def test_attention_block_with_empty_cache_is_day3_self_attention():
+    config = CONFIGS["gqa"]
+    m = make_model(config)
+    layer = m.weights.layers[0]
+    x = rms_norm(np.random.default_rng(2).standard_normal((9, config.dim), dtype=np.float32), layer.attention_norm)
+    cache = m.new_cache()
+    ours = attention_block(x, layer, config, m.cos, m.sin, cache, 0)
+    day3 = self_attention(x, layer.wq, layer.wk, layer.wv, layer.wo, m.cos, m.sin, np.arange(9),
+                          config.n_heads, config.n_kv_heads)
+    assert ours.dtype == np.float32 and np.abs(ours - day3).max() < 1e-6
+    assert cache.pos == 0 and np.any(cache.keys[0, :9] != 0)  # wrote positions 0..8, advancing is forward's job
+
+
+@pytest.mark.parametrize("chunks", [[64], [16] + [1] * 48, [1] * 64, [63, 1], [7, 1, 20, 1, 1, 30, 4]],
+                         ids=["uncached", "prefill16+decode48", "decode64", "prefill63+1", "uneven"])
+def test_cached_equals_uncached(model, chunks):
+    """A 64-token sequence fed in pieces through the cache gives the logits of one uncached forward."""
+    seq = tokens(sum(chunks), model.config)
+    full = model.forward(seq, model.new_cache())  # [64, V]
+    cache, start, pieces = model.new_cache(), 0, []
+    for n in chunks:
+        pieces.append(model.forward(seq[start:start + n], cache))
+        start += n
+    got = np.concatenate(pieces)
+    assert got.shape == full.shape and got.dtype == np.float32 and cache.pos == 64
+    assert np.abs(got - full).max() < 1e-5
+
+
+def test_tokens_out_of_range_raise_and_leave_the_cache(model):
+    V = model.config.vocab_size
+    cache = model.new_cache()
+    model.forward(tokens(4, model.config), cache)
+    keys = cache.keys.copy()
+    for bad, shown in [([1, V, 2], rf"\[{V}\]"), ([-1], r"\[-1\]"), ([V + 5, -3], rf"\[{V + 5}, -3\]")]:
+        with pytest.raises(ValueError, match=rf"token ids {shown} are outside the vocabulary 0\.\.{V - 1}"):
+            model.forward(bad, cache)
+    assert cache.pos == 4 and np.array_equal(cache.keys, keys)
+
+
+@pytest.mark.parametrize("bad", [[], [[1, 2]], [1.0, 2.0], np.array([True])])
+def test_tokens_must_be_a_nonempty_1d_int_array(model, bad):
+    with pytest.raises(ValueError, match="tokens must be a non-empty 1-D array of ints"):
+        model.forward(bad, model.new_cache())
+
+
+def test_overflow_raises_without_corrupting_the_cache(model):
+    limit = model.config.max_seq_len  # 80
+    seq = tokens(limit, model.config)
+    cache = model.new_cache()
+    first = model.forward(seq[:limit - 3], cache)
+    keys, values = cache.keys.copy(), cache.values.copy()
+    with pytest.raises(ValueError, match=rf"4 tokens at positions 77\.\.80 do not fit max_seq_len = {limit}"):
+        model.forward(seq[limit - 3:limit + 1].tolist() + [0], cache)
+    assert cache.pos == limit - 3
+    assert np.array_equal(cache.keys, keys) and np.array_equal(cache.values, values)
+    # the cache still works: the last 3 positions fill it exactly, as if nothing had happened
+    last = model.forward(seq[limit - 3:], cache)
+    full = model.forward(seq, model.new_cache())
+    assert cache.pos == limit and np.abs(np.concatenate([first, last]) - full).max() < 1e-5
+    with pytest.raises(ValueError, match="1 tokens at positions 80..80 do not fit"):
+        model.forward([0], cache)
+
+
+def test_a_cache_of_another_shape_is_refused(model):
+    c = model.config
+    with pytest.raises(ValueError, match=r"the cache has shape .* use model.new_cache\(\)"):
+        model.forward([1, 2], KVCache(c.n_layers, c.max_seq_len, c.n_kv_heads, c.head_dim * 2))
+
+
+def test_attention_maps_are_collected(model):
+    c = model.config
+    seq = tokens(12, c)
+    maps = []
+    logits = model.forward(seq, model.new_cache(), maps=maps)
+    assert np.array_equal(logits, model.forward(seq, model.new_cache()))  # asking for maps changes nothing
+    assert len(maps) == c.n_layers
+    for m in maps:
+        assert m.shape == (c.n_heads, 12, 12) and m.dtype == np.float32
+        assert np.allclose(m.sum(-1), 1, atol=1e-6) and not m[:, ~causal_mask(12, 12)].any()
+    # a decode step's map is the last row of the prefill map over the same 12 tokens
+    cache, step_maps = model.new_cache(), []
+    model.forward(seq[:11], cache)
+    model.forward(seq[11:], cache, maps=step_maps)
+    assert [m.shape for m in step_maps] == [(c.n_heads, 1, 12)] * c.n_layers
+    assert max(np.abs(s[:, 0] - m[:, -1]).max() for s, m in zip(step_maps, maps)) < 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# parity with the PyTorch reference (an independent nn.Module implementation)
+
+REFERENCE_NAMES = {"attention_norm": "attention_norm.weight", "wq": "attention.wq.weight",
+                   "wk": "attention.wk.weight", "wv": "attention.wv.weight", "wo": "attention.wo.weight",
+                   "ffn_norm": "ffn_norm.weight", "w1": "feed_forward.w1.weight",
+                   "w2": "feed_forward.w2.weight", "w3": "feed_forward.w3.weight"}
+
+
+def to_reference(config, weights):  # ModelWeights -> reference.Transformer with the same numbers
+    from tinyllm_lab import reference
+
+    state = {"tok_embeddings.weight": weights.tok_embeddings, "norm.weight": weights.norm,
+             "output.weight": weights.output}
+    for i, layer in enumerate(weights.layers):
+        state.update({f"layers.{i}.{ref}": getattr(layer, ours) for ours, ref in REFERENCE_NAMES.items()})
+    ref = reference.Transformer(config)
+    ref.load_state_dict({name: torch.from_numpy(w) for name, w in state.items()})
+    return ref.eval()
+
+
+def test_matches_pytorch_reference(model):
+    ref = to_reference(model.config, model.weights)
+    seq = tokens(40, model.config)
+    with torch.inference_mode():
+        ref_full = ref(torch.from_numpy(seq)[None])[0].numpy()
+        ref_steps = [ref(torch.from_numpy(seq[:10])[None], 0)[0]]
+        ref_steps += [ref(torch.from_numpy(seq[t:t + 1])[None], t)[0] for t in range(10, 40)]
+    cache = model.new_cache()
+    ours_steps = [model.forward(seq[:10], cache)] + [model.forward(seq[t:t + 1], cache) for t in range(10, 40)]
+    ours_full = model.forward(seq, model.new_cache())
+    assert ours_full.dtype == np.float32 and ref_full.dtype == np.float32
+    assert np.abs(ours_full - ref_full).max() < 1e-5
+    assert np.abs(np.concatenate(ours_steps) - torch.cat(ref_steps).numpy()).max() < 1e-5
+
+
+def test_model_weights_dataclass_fields():  # the field names the loader and the reference mapping rely on
+    assert list(ModelWeights.__dataclass_fields__) == ["tok_embeddings", "layers", "norm", "output"]
+    assert list(LayerWeights.__dataclass_fields__) == list(REFERENCE_NAMES)

@@ -1,0 +1,225 @@
+"""Sampling: greedy, temperature, top-k, top-p semantics, float64 renormalisation, seeded draws, bad settings.
+
+Semantics under test (see tinyllm_lab.sampling): temperature 0 is the argmax, the lowest id on
+ties; top-k keeps the k most probable (lower id first on ties), 0 keeps all; top-p keeps the
+smallest set of most probable tokens whose mass reaches p, at least one, 1 keeps all; the kept
+probabilities are renormalised in float64; draws come only from the caller's Generator.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from tinyllm_lab.sampling import check_sampling, next_token_probs, sample, top_k_filter, top_p_filter
+
+
+def random_logits(seed, V=50, scale=2.0):
+    return (np.random.default_rng(seed).standard_normal(V) * scale).astype(np.float32)
+
+
+class FixedU:
+    """A stand-in for np.random.Generator whose `random()` always returns u: pins the inverse-CDF draw."""
+
+    def __init__(self, u):
+        self.u = u
+
+    def random(self):
+        return self.u
+
+
+# ---------------------------------------------------------------------------------------------
+# reproducibility and greedy
+
+def test_same_seed_same_tokens():
+    z = random_logits(0)
+
+    def draw(seed):  # 100 tokens from one generator
+        rng = np.random.default_rng(seed)
+        return [sample(z, rng, 0.8, 10, 0.9) for _ in range(100)]
+
+    assert draw(7) == draw(7)
+    assert draw(7) != draw(8)
+    assert len(set(draw(7))) > 3  # it really samples
+
+
+@pytest.mark.parametrize("logits, expected", [
+    ([1.0, 3.0, 3.0, 2.0], 1),                 # tie between 1 and 2: the first wins
+    ([5.0, 5.0, 5.0], 0),
+    ([-np.inf, 0.0, 0.0], 1),
+    ([0.0, 1e-3, -7.0], 1),
+    ([2.0], 0),
+])
+def test_temperature_zero_is_argmax_first_on_ties(logits, expected):
+    logits = np.array(logits, dtype=np.float32)
+    assert sample(logits, None, temperature=0) == expected  # greedy needs no rng
+    assert sample(logits, np.random.default_rng(0), 0.0, top_k=2, top_p=0.1) == expected  # filters irrelevant
+    probs = next_token_probs(logits, 0.0)
+    assert probs.dtype == np.float64 and probs[expected] == 1 and probs.sum() == 1
+
+
+def test_temperature_zero_on_a_big_vocabulary():
+    z = random_logits(1, V=16384)
+    assert sample(z, None, 0.0) == int(np.argmax(z)) == int(torch.argmax(torch.from_numpy(z)))
+
+
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 5.0])
+def test_top_k_1_and_a_tiny_top_p_give_the_argmax(temperature):
+    for seed in range(30):
+        z = random_logits(seed)
+        rng = np.random.default_rng(seed)
+        assert sample(z, rng, temperature, top_k=1) == np.argmax(z)
+        assert sample(z, rng, temperature, top_p=1e-9) == np.argmax(z)
+
+
+# ---------------------------------------------------------------------------------------------
+# the filters, known answers
+
+@pytest.mark.parametrize("k, kept", [(1, [1]), (2, [1, 3]), (3, [1, 2, 3]), (4, [0, 1, 2, 3]),
+                                     (0, [0, 1, 2, 3]), (10, [0, 1, 2, 3])])
+def test_top_k_known_answer(k, kept):
+    probs = np.array([0.1, 0.4, 0.2, 0.3])
+    out = top_k_filter(probs, k)
+    assert np.flatnonzero(out).tolist() == kept and np.array_equal(out[kept], probs[kept])
+
+
+def test_top_k_ties_keep_the_lower_ids():
+    assert np.flatnonzero(top_k_filter(np.full(4, 0.25), 2)).tolist() == [0, 1]
+
+
+# Dyadic probabilities: every partial sum is exact, so the boundaries are exact too.
+# Sorted: 0.5 (id 1), 0.25 (id 2), 0.125 (id 0), 0.125 (id 3); cumulative 0.5, 0.75, 0.875, 1.
+@pytest.mark.parametrize("p, kept", [(1e-9, [1]), (0.25, [1]), (0.5, [1]), (0.6, [1, 2]), (0.75, [1, 2]),
+                                     (0.8, [0, 1, 2]), (0.875, [0, 1, 2]), (0.9, [0, 1, 2, 3]), (1.0, [0, 1, 2, 3])])
+def test_top_p_keeps_the_smallest_set_reaching_p(p, kept):
+    probs = np.array([0.125, 0.5, 0.25, 0.125])
+    out = top_p_filter(probs, p)
+    assert np.flatnonzero(out).tolist() == kept and np.array_equal(out[kept], probs[kept])
+    # measured relative to the total: the same set for unnormalised input (what top-k leaves)
+    assert np.flatnonzero(top_p_filter(probs * 4, p)).tolist() == kept
+
+
+def test_top_p_1_leaves_the_distribution_unchanged():
+    z = random_logits(3, V=1000)
+    probs = next_token_probs(z, 0.7, top_k=0, top_p=1.0)
+    expected = torch.softmax(torch.from_numpy(z.astype(np.float64)) / 0.7, dim=-1).numpy()
+    assert np.abs(probs - expected).max() < 1e-15 and np.all(probs > 0)
+    assert np.array_equal(top_p_filter(probs, 1.0), probs)
+
+
+def test_top_k_then_top_p_known_answer():
+    logits = np.log(np.array([0.05, 0.4, 0.2, 0.3, 0.05]))  # probabilities at temperature 1
+    # top-k 3 keeps ids 1, 3, 2 (mass 0.9); top-p 0.7 of that is 0.63: 0.4 + 0.3 = 0.7 reaches it
+    probs = next_token_probs(logits, 1.0, top_k=3, top_p=0.7)
+    assert np.allclose(probs, [0, 0.4 / 0.7, 0, 0.3 / 0.7, 0], atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# the distribution: float64, renormalised, as Hugging Face's warpers
+
+def hf_probs(z, temperature, top_k, top_p):  # [V] -> [V]: transformers' logits warpers, then softmax
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # transformers may warn about optional extras on import
+        from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
+                                                            TopPLogitsWarper)
+    scores = TemperatureLogitsWarper(temperature)(None, torch.from_numpy(z)[None])
+    if top_k > 0:
+        scores = TopKLogitsWarper(top_k)(None, scores)
+    scores = TopPLogitsWarper(top_p)(None, scores)
+    return torch.softmax(scores, -1)[0].double().numpy()
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 0, 1.0), (0.5, 0, 0.9), (1.7, 20, 1.0),
+                                                       (0.8, 40, 0.5), (1.0, 5, 0.95), (2.0, 100, 0.3)])
+def test_next_token_probs_match_hugging_face(temperature, top_k, top_p):
+    for seed in range(5):
+        z = random_logits(seed, V=200)
+        ours, theirs = next_token_probs(z, temperature, top_k, top_p), hf_probs(z, temperature, top_k, top_p)
+        assert ours.dtype == np.float64
+        assert np.array_equal(ours > 0, theirs > 0)
+        assert np.abs(ours - theirs).max() < 1e-6
+
+
+def test_renormalised_in_float64():
+    z = random_logits(4, V=16384, scale=3.0)  # float32 logits, the course vocabulary
+    for top_k, top_p in [(0, 1.0), (100, 1.0), (0, 0.5), (50, 0.9)]:
+        probs = next_token_probs(z, 0.9, top_k, top_p)
+        assert probs.dtype == np.float64 and abs(probs.sum() - 1) < 1e-12
+        assert (top_k == 0 or np.count_nonzero(probs) <= top_k) and np.count_nonzero(probs) >= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# the draw
+
+SETTINGS = [  # (temperature, top_k, top_p, kept ids) for TOY below
+    (1.0, 0, 1.0, [0, 1, 2, 3, 4, 5]),
+    (0.7, 3, 1.0, [0, 1, 2]),
+    (1.0, 0, 0.8, [0, 1, 2]),  # sorted probabilities 0.538, 0.198, 0.120, ...: 0.736 < 0.8 <= 0.856
+    (1.5, 4, 0.9, [0, 1, 2, 3]),
+]
+TOY = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -0.5], dtype=np.float32)
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p, kept", SETTINGS)
+def test_empirical_frequencies_match_the_probabilities(temperature, top_k, top_p, kept):
+    n = 5000
+    rng = np.random.default_rng(0)
+    counts = np.bincount([sample(TOY, rng, temperature, top_k, top_p) for _ in range(n)], minlength=TOY.size)
+    expected = np.zeros(TOY.size)
+    expected[kept] = torch.softmax(torch.from_numpy(TOY[kept].astype(np.float64)) / temperature, -1).numpy()
+    assert np.flatnonzero(counts).tolist() == kept  # cut tokens never come up
+    assert np.abs(counts / n - expected).max() < 0.025  # 3.5 standard deviations (at most 0.0071) at n = 5000
+
+
+@pytest.mark.parametrize("u, expected", [(0.0, 0), (0.62, 0), (0.63, 1), (0.85, 1), (0.87, 2),
+                                         (np.nextafter(1.0, 0.0), 2)])
+def test_inverse_cdf_draw_known_answer(u, expected):
+    # top-k 3 keeps logits 2, 1, 0.5: probabilities e^2, e^1, e^0.5 / 11.756 = 0.6285, 0.2312, 0.1402,
+    # cumulative 0.6285, 0.8598, 1. The draw is the first id whose cumulative probability exceeds u.
+    assert np.allclose(np.cumsum(next_token_probs(TOY, 1.0, top_k=3))[:3], [0.6285, 0.8598, 1.0], atol=1e-4)
+    assert sample(TOY, FixedU(u), 1.0, top_k=3) == expected
+
+
+def test_the_largest_u_never_draws_a_cut_token():
+    # ids 4 and 5 are cut by top-k; u just below 1 must land on the last kept id, never past it
+    z = np.array([0.0, 0.0, 0.0, 0.0, -1.0, -2.0], dtype=np.float32)
+    assert sample(z, FixedU(np.nextafter(1.0, 0.0)), 1.0, top_k=4) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# invalid settings
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(temperature=-0.1), r"temperature must be finite and >= 0 \(0 means greedy\), got -0.1"),
+    (dict(temperature=float("nan")), r"temperature must be finite and >= 0.*got nan"),
+    (dict(temperature=float("inf")), r"temperature must be finite and >= 0.*got inf"),
+    (dict(top_k=-1), r"top_k must be an integer >= 0 \(0 means no limit\), got -1"),
+    (dict(top_k=2.5), r"top_k must be an integer >= 0.*got 2.5"),
+    (dict(top_k=2.0), r"top_k must be an integer >= 0.*got 2.0"),
+    (dict(top_k=True), r"top_k must be an integer >= 0.*got True"),
+    (dict(top_k=None), r"top_k must be an integer >= 0.*got None"),
+    (dict(top_p=0.0), r"top_p must be in \(0, 1\] \(1 means no limit\), got 0.0"),
+    (dict(top_p=-0.5), r"top_p must be in \(0, 1\].*got -0.5"),
+    (dict(top_p=1.01), r"top_p must be in \(0, 1\].*got 1.01"),
+    (dict(top_p=float("nan")), r"top_p must be in \(0, 1\].*got nan"),
+])
+def test_invalid_settings_raise(settings, message):
+    full = dict(temperature=1.0, top_k=0, top_p=1.0) | settings
+    with pytest.raises(ValueError, match=message):
+        check_sampling(**full)
+    with pytest.raises(ValueError, match=message):
+        sample(TOY, np.random.default_rng(0), **full)
+    with pytest.raises(ValueError, match=message):
+        next_token_probs(TOY, **full)
+
+
+@pytest.mark.parametrize("logits", [np.zeros((2, 3), np.float32), np.zeros(0, np.float32)])
+def test_logits_must_be_a_nonempty_vector(logits):
+    with pytest.raises(ValueError, match=r"logits must be a non-empty \[V\] vector"):
+        sample(logits, np.random.default_rng(0))
+
+
+def test_integer_types_accepted_for_top_k():
+    assert sample(TOY, None, 0.0, top_k=np.int64(2)) == 0
+    assert sample(TOY, np.random.default_rng(0), 1.0, top_k=np.int32(1)) == 0
