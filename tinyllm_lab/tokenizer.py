@@ -1,0 +1,351 @@
+# Promoted from notebooks/day7_tokenizer_demo.ipynb by `python -m tinyllm_lab.promote`.
+# Do not edit here: edit the notebook's `#| promote: tokenizer` cells and promote again.
+
+"""Day 7 byte-level BPE tokenizer: text <-> token ids, trained from scratch, saved as tokenizer.json.
+
+Ids 0..255 are the 256 bytes (id = byte value). Merge r (r = 0, 1, ... in the order training
+found them) joins two earlier ids into id 256 + r. The last two ids are BOS and EOS. Text is
+first split into pre-tokens by one regular expression (`PATTERN`, GPT-2's split with explicit
+ASCII classes) and merges never cross a pre-token boundary. The tokenizer saves as a Hugging Face
+`tokenizer.json`; the `tokenizers` library encodes with that file to exactly our ids.
+Standard library only.
+"""
+
+import codecs
+import heapq
+import json
+import operator
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+
+def pair_counts(words):  # {word (tuple of ids): frequency} -> Counter {(a, b): count}
+    """How often each adjacent pair occurs, each word weighted by its frequency.
+
+    `{(1, 2, 3, 1, 2): 1} -> {(1, 2): 2, (2, 3): 1, (3, 1): 1}`
+    """
+    counts = Counter()
+    for word, freq in words.items():
+        for pair in zip(word, word[1:]):
+            counts[pair] += freq
+    return counts
+
+
+def merge(word, pair, new_id):  # tuple of ids -> tuple of ids
+    """Replace each occurrence of `pair` in `word` by `new_id`, left to right.
+
+    `((1, 2, 3, 1, 2), (1, 2), 9) -> (9, 3, 9)`; overlaps go to the left: `((1, 1, 1), (1, 1), 9) -> (9, 1)`
+    """
+    out, i = [], 0
+    while i < len(word):
+        if i + 1 < len(word) and word[i] == pair[0] and word[i + 1] == pair[1]:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return tuple(out)
+
+
+def best_pair(counts):  # Counter {(a, b): count} -> (a, b)
+    """The most frequent pair; ties go to the smallest pair of ids: `{(5, 1): 2, (3, 4): 2} -> (3, 4)`."""
+    return min(counts, key=lambda pair: (-counts[pair], pair))
+
+
+# GPT-2's split, each class spelled as an explicit set of code points so that Python's `re` and
+# Oniguruma (inside Hugging Face `tokenizers`) read it identically: \p{L} -> LETTER, \p{N} -> DIGIT,
+# \s -> SPACE. Every character is in exactly one of LETTER, DIGIT, SPACE, OTHER.
+LETTER = r"[^\x00-\x40\x5b-\x60\x7b-\x7f]"  # A-Z, a-z and every non-ASCII character
+DIGIT = r"[0-9]"
+SPACE = r"[\t\n\x0b\x0c\r ]"  # the six ASCII whitespace characters
+NOT_SPACE = r"[^\t\n\x0b\x0c\r ]"
+OTHER = r"[\x00-\x08\x0e-\x1f\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]"  # ASCII punctuation, symbols, controls
+PATTERN = "|".join([
+    r"'(?:s|t|re|ve|m|ll|d)",    # English contractions: 's, 't, 're, 've, 'm, 'll, 'd
+    f" ?{LETTER}+",              # a word, with the space before it
+    f" ?{DIGIT}+",               # a number
+    f" ?{OTHER}+",               # a run of punctuation
+    f"{SPACE}+(?!{NOT_SPACE})",  # whitespace, leaving the last space to the word after it ...
+    f"{SPACE}+",                 # ... or all of it at the end of the text
+])
+SPLIT_RE = re.compile(PATTERN)
+SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def pretokenize(text):  # str -> list of str
+    """The pieces that merges stay within: `"Hello, world!" -> ["Hello", ",", " world", "!"]`.
+
+    A lone surrogate (U+D800..U+DFFF, a Python string can hold one, UTF-8 cannot encode it) is
+    replaced by U+FFFD first; after that `"".join(pretokenize(text)) == text`.
+    """
+    return SPLIT_RE.findall(SURROGATE_RE.sub("\ufffd", text))
+
+
+BOS_TOKEN = "<|bos|>"  # beginning of sequence: id vocab_size - 2
+EOS_TOKEN = "<|eos|>"  # end of sequence: id vocab_size - 1
+
+
+def n_merges(vocab_size):  # -> number of merges that give this vocabulary size
+    """256 byte tokens + the merges + BOS + EOS = vocab_size."""
+    if vocab_size < 258:
+        raise ValueError(f"vocab_size must be at least 258 (256 bytes + BOS + EOS), got {vocab_size}")
+    return vocab_size - 258
+
+
+def word_counts(text):  # str -> {word (tuple of byte ids): frequency}
+    """Each distinct pre-token as the tuple of its UTF-8 bytes, with how often it occurs.
+
+    `"to be or not to be" -> {(116, 111): 1, (32, 98, 101): 2, (32, 111, 114): 1, (32, 110, 111, 116): 1, (32, 116, 111): 1}`
+    """
+    return {tuple(piece.encode("utf-8")): n for piece, n in Counter(pretokenize(text)).items()}
+
+
+def train_bpe(text, vocab_size):  # -> Tokenizer
+    """BPE training, the plain way: count all pairs, merge the most frequent (ties: smallest pair), repeat.
+
+    Every merge recounts the pairs of every distinct word: fine for a page, hours for 16k merges
+    on a corpus; `train_bpe_fast` finds the same merges incrementally. Stops early (smaller
+    vocabulary) if every word has become a single token.
+    """
+    words = word_counts(text)
+    merges = []
+    for _ in range(n_merges(vocab_size)):
+        counts = pair_counts(words)
+        if not counts:
+            break
+        pair = best_pair(counts)
+        new_id = 256 + len(merges)
+        words = {merge(word, pair, new_id): freq for word, freq in words.items()}
+        merges.append(pair)
+    return Tokenizer(merges)
+
+
+def apply_merges(ids, ranks):  # list of ids, {(a, b): rank} -> list of ids
+    """Encode one pre-token: merge the adjacent pair of lowest rank r into 256 + r, until none is left.
+
+    With ranks `{(97, 97): 0, (256, 98): 1}`: `[97, 97, 98, 97] -> [256, 98, 97] -> [257, 97]`.
+    Each round rescans the word: O(n^2) for a word of n bytes (see `apply_merges_fast`).
+    """
+    ids = tuple(ids)
+    while len(ids) >= 2:
+        pair = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, float("inf")))
+        if pair not in ranks:
+            break
+        ids = merge(ids, pair, 256 + ranks[pair])
+    return list(ids)
+
+
+def apply_merges_fast(ids, ranks):  # list of ids, {(a, b): rank} -> list of ids
+    """`apply_merges` in O(n log n): the same result, for words of any length.
+
+    A heap holds (rank, position) for every adjacent pair that has a merge; a linked list over
+    positions lets a merge join two neighbours without moving the rest. Popping the smallest
+    (rank, position) merges each rank's pairs left to right, as `merge` does. An entry is stale,
+    and skipped, when its left token was absorbed or its pair has changed since it was pushed.
+    """
+    ids = list(ids)
+    n = len(ids)
+    nxt = list(range(1, n + 1))   # the next live position (n: none)
+    prv = list(range(-1, n - 1))  # the previous live position (-1: none)
+    heap = [(ranks[pair], i) for i, pair in enumerate(zip(ids, ids[1:])) if pair in ranks]
+    heapq.heapify(heap)
+    while heap:
+        rank, i = heapq.heappop(heap)
+        j = nxt[i]
+        if ids[i] is None or j == n or ranks.get((ids[i], ids[j])) != rank:
+            continue  # stale
+        ids[i], ids[j] = 256 + rank, None  # j is absorbed into i
+        nxt[i] = nxt[j]
+        if nxt[i] < n:
+            prv[nxt[i]] = i
+        for left in (prv[i], i):  # the two pairs the new token is part of
+            if left >= 0 and nxt[left] < n and (ids[left], ids[nxt[left]]) in ranks:
+                heapq.heappush(heap, (ranks[ids[left], ids[nxt[left]]], left))
+    return [t for t in ids if t is not None]
+
+
+class Tokenizer:
+    """Byte-level BPE: `encode(text) -> ids`, `decode(ids) -> text`.
+
+    `merges[r] = (a, b)` joins ids a and b into id 256 + r. `vocab[i]` is the bytes of id i
+    (the special tokens' text for BOS and EOS). Encoding caches the ids of short pre-tokens.
+    """
+
+    def __init__(self, merges):
+        self.merges = [tuple(pair) for pair in merges]
+        self.ranks = {}  # (a, b) -> r
+        self.vocab = [bytes([b]) for b in range(256)]
+        for r, (a, b) in enumerate(self.merges):
+            if not (0 <= a < 256 + r and 0 <= b < 256 + r) or (a, b) in self.ranks:
+                raise ValueError(f"merge {r} {(a, b)} is repeated or uses an id that does not exist yet "
+                                 f"(ids 0..{256 + r - 1})")
+            self.ranks[(a, b)] = r
+            self.vocab.append(self.vocab[a] + self.vocab[b])
+        if len(set(self.vocab)) != len(self.vocab):  # training never does this; a hand-made list could
+            raise ValueError("two merges make the same bytes; a tokenizer.json vocabulary needs distinct tokens")
+        self.bos_id, self.eos_id = len(self.vocab), len(self.vocab) + 1
+        self.vocab += [BOS_TOKEN.encode("utf-8"), EOS_TOKEN.encode("utf-8")]
+        self.vocab_size = len(self.vocab)
+        self._cache = {}  # pre-token -> ids
+
+    def __repr__(self):
+        return f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, bos_id={self.bos_id}, eos_id={self.eos_id})"
+
+    def encode(self, text, bos=False, eos=False):  # str -> list of ids
+        """Token ids of `text`; special-token text in it is encoded as plain text, never as BOS/EOS."""
+        if not isinstance(text, str):
+            raise TypeError(f"encode takes a str, got {type(text).__name__}")
+        ids = [self.bos_id] if bos else []
+        for piece in pretokenize(text):
+            piece_ids = self._cache.get(piece)
+            if piece_ids is None:
+                piece_ids = apply_merges_fast(piece.encode("utf-8"), self.ranks)
+                if len(piece) <= 64 and len(self._cache) < 100_000:  # repeated words are common
+                    self._cache[piece] = piece_ids
+            ids.extend(piece_ids)
+        return ids + [self.eos_id] if eos else ids
+
+    def decode_bytes(self, ids):  # list of ids -> bytes
+        """The bytes the ids stand for (BOS and EOS as their text); an unknown id raises ValueError."""
+        out = []
+        for i in ids:
+            try:
+                i = operator.index(i)  # int or numpy integer
+            except TypeError:
+                raise ValueError(f"token id {i!r} is not an integer") from None
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"unknown token id {i}: this tokenizer has ids 0..{self.vocab_size - 1}")
+            out.append(self.vocab[i])
+        return b"".join(out)
+
+    def decode(self, ids):  # list of ids -> str
+        """The text of the ids. Bytes that are not valid UTF-8 (an id sequence that cuts a character)
+        become U+FFFD instead of raising."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def save(self, path):
+        """Write a Hugging Face tokenizer.json (see `tokenizer_json`)."""
+        Path(path).write_text(json.dumps(tokenizer_json(self), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path):
+        """Read a tokenizer.json written by `save` (see `tokenizer_from_json`)."""
+        return tokenizer_from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def train_bpe_fast(text, vocab_size):  # -> Tokenizer, the same merges as train_bpe
+    """`train_bpe`, incrementally: a merge updates only the words that contain its pair."""
+    counted = word_counts(text)
+    words, freqs = list(counted), list(counted.values())  # word w occurs freqs[w] times
+    counts, where = Counter(), defaultdict(set)  # pair -> count; pair -> indices of words that may contain it
+    for w, word in enumerate(words):
+        for pair in zip(word, word[1:]):
+            counts[pair] += freqs[w]
+            where[pair].add(w)
+    heap = [(-count, pair) for pair, count in counts.items()]  # smallest = most frequent, then smallest pair
+    heapq.heapify(heap)
+    merges = []
+    while heap and len(merges) < n_merges(vocab_size):
+        neg_count, pair = heapq.heappop(heap)
+        if counts[pair] != -neg_count:  # stale: the count changed after this entry was pushed
+            if 0 < counts[pair] < -neg_count:
+                heapq.heappush(heap, (-counts[pair], pair))
+            continue
+        new_id = 256 + len(merges)
+        merges.append(pair)
+        new_pairs = set()
+        for w in where.pop(pair):
+            old = words[w]
+            words[w] = new = merge(old, pair, new_id)
+            for p in zip(old, old[1:]):
+                counts[p] -= freqs[w]
+            for p in zip(new, new[1:]):
+                counts[p] += freqs[w]
+                where[p].add(w)
+                if new_id in p:  # only pairs with the new token gain count
+                    new_pairs.add(p)
+        for p in new_pairs:
+            heapq.heappush(heap, (-counts[p], p))
+    return Tokenizer(merges)
+
+
+class StreamDecoder:
+    """Text for ids that arrive one at a time, holding back the bytes of an unfinished character.
+
+    `push(id)` returns the text that is complete so far ("" while a character is unfinished);
+    `flush()` returns what is left at the end (U+FFFD if the stream stopped inside a character).
+    Joined, the pieces equal `tokenizer.decode(all ids)`.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token_id):  # id -> str
+        return self._utf8.decode(self.tokenizer.decode_bytes([token_id]))
+
+    def flush(self):  # -> str
+        return self._utf8.decode(b"", final=True)
+
+
+def bytes_to_unicode():  # -> {byte: printable character}
+    """GPT-2's byte -> character map used by byte-level tokenizer.json files: `32 -> 'Ġ'`, `97 -> 'a'`."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    shifted = [b for b in range(256) if b not in printable]
+    return {**{b: chr(b) for b in printable}, **{b: chr(256 + k) for k, b in enumerate(shifted)}}
+
+
+BYTE_TO_CHAR = bytes_to_unicode()
+CHAR_TO_BYTE = {c: b for b, c in BYTE_TO_CHAR.items()}
+PRE_TOKENIZER_JSON = {"type": "Sequence", "pretokenizers": [
+    {"type": "Split", "pattern": {"Regex": PATTERN}, "behavior": "Isolated", "invert": False},
+    {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+
+
+def token_string(token_bytes):  # bytes -> str
+    """How tokenizer.json spells a token: `b" the" -> "Ġthe"`."""
+    return "".join(BYTE_TO_CHAR[b] for b in token_bytes)
+
+
+def tokenizer_json(tokenizer):  # Tokenizer -> dict, the contents of tokenizer.json
+    """A Hugging Face tokenizer.json: Split(PATTERN) + ByteLevel pre-tokenizer, BPE model, BOS/EOS special."""
+    names = [token_string(b) for b in tokenizer.vocab[:tokenizer.bos_id]]
+    special = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                "normalized": False, "special": True}
+               for i, t in [(tokenizer.bos_id, BOS_TOKEN), (tokenizer.eos_id, EOS_TOKEN)]]
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": special,
+            "normalizer": None, "pre_tokenizer": PRE_TOKENIZER_JSON, "post_processor": None,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+            "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                      "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                      "ignore_merges": False, "vocab": {name: i for i, name in enumerate(names)},
+                      "merges": [f"{names[a]} {names[b]}" for a, b in tokenizer.merges]}}
+
+
+def tokenizer_from_json(data):  # dict -> Tokenizer
+    """Read back what `tokenizer_json` wrote; ValueError if the file is built differently.
+
+    It checks the pre-tokenizer, the ids (byte b has id b, merge r makes id 256 + r) and the
+    special tokens, so a file that would encode differently from this module is refused.
+    """
+    model = data.get("model") or {}
+    if model.get("type") != "BPE" or data.get("pre_tokenizer") != PRE_TOKENIZER_JSON or data.get("normalizer"):
+        raise ValueError("tokenizer.json: expected a BPE model with the pre-tokenizer of tinyllm_lab.tokenizer "
+                         f"(Split on PATTERN, then ByteLevel) and no normalizer; got model type "
+                         f"{model.get('type')!r}, pre_tokenizer {data.get('pre_tokenizer')!r}")
+    vocab = model["vocab"]
+    merges = []
+    for r, m in enumerate(model["merges"]):
+        left, right = m.split(" ") if isinstance(m, str) else m
+        merges.append((vocab[left], vocab[right]))
+    tokenizer = Tokenizer(merges)
+    for name, i in vocab.items():
+        if not 0 <= i < tokenizer.bos_id or token_string(tokenizer.vocab[i]) != name:
+            raise ValueError(f"tokenizer.json: token {name!r} has id {i}; this layout needs byte b at id b "
+                             "and merge r at id 256 + r")
+    special = sorted((t["id"], t["content"]) for t in data.get("added_tokens", []))
+    if special != [(tokenizer.bos_id, BOS_TOKEN), (tokenizer.eos_id, EOS_TOKEN)]:
+        raise ValueError(f"tokenizer.json: expected added tokens {BOS_TOKEN} = {tokenizer.bos_id} and "
+                         f"{EOS_TOKEN} = {tokenizer.eos_id}, got {special}")
+    return tokenizer
