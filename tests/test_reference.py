@@ -115,7 +115,9 @@ def test_course_decode_through_cache_equals_full_forward(course):
     model, golden = course
     prefill, decode = reference_logits(model, golden["tokens"])
     assert decode.dtype == torch.float32
-    assert max_diff(decode, prefill) < 1e-5
+    # Trained logits reach |15|: float32 rounding alone (~1e-6 relative) gives ~1e-5 absolute, so
+    # the course model is held to the golden tolerance, 1e-4; the small random models below to 1e-5.
+    assert max_diff(decode, prefill) < 1e-4
 
 
 @pytest.mark.parametrize("name", SMALL)
