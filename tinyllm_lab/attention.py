@@ -15,6 +15,20 @@ from tinyllm_lab.ops import linear, softmax
 from tinyllm_lab.rope import apply_rope
 
 
+def causal_mask(n_queries, n_keys):  # -> [T, S] bool, True = may attend
+    """Query t (at absolute position `n_keys - n_queries + t`) may attend to keys at positions <= its own.
+
+    `causal_mask(3, 3)` is lower-triangular; `causal_mask(1, 5)` (one new token after 4 cached
+    ones) is a single row of True. Every row has at least one True (the query's own position).
+    """
+    if not 0 <= n_queries <= n_keys:
+        raise ValueError(f"causal_mask: need 0 <= n_queries <= n_keys (the queries are the last "
+                         f"n_queries of the n_keys positions); got n_queries={n_queries}, n_keys={n_keys}")
+    query_pos = np.arange(n_keys - n_queries, n_keys)[:, None]  # [T, 1]
+    key_pos = np.arange(n_keys)[None, :]  # [1, S]
+    return key_pos <= query_pos
+
+
 def split_heads(x, n_heads):  # [T, n*Dh] -> [T, n, Dh]
     """Cut each row into `n_heads` consecutive chunks: `[T, 8] -> [T, 2, 4]` (head 0 = columns 0..3)."""
     if x.ndim != 2 or n_heads <= 0 or x.shape[1] % n_heads != 0:
@@ -32,20 +46,6 @@ def merge_heads(x):  # [T, n, Dh] -> [T, n*Dh]
     return x.reshape(T, n * Dh)
 
 
-def causal_mask(n_queries, n_keys):  # -> [T, S] bool, True = may attend
-    """Query t (at absolute position `n_keys - n_queries + t`) may attend to keys at positions <= its own.
-
-    `causal_mask(3, 3)` is lower-triangular; `causal_mask(1, 5)` (one new token after 4 cached
-    ones) is a single row of True. Every row has at least one True (the query's own position).
-    """
-    if not 0 <= n_queries <= n_keys:
-        raise ValueError(f"causal_mask: need 0 <= n_queries <= n_keys (the queries are the last "
-                         f"n_queries of the n_keys positions); got n_queries={n_queries}, n_keys={n_keys}")
-    query_pos = np.arange(n_keys - n_queries, n_keys)[:, None]  # [T, 1]
-    key_pos = np.arange(n_keys)[None, :]  # [1, S]
-    return key_pos <= query_pos
-
-
 def repeat_kv(x, n_rep):  # [S, K, Dh] -> [S, K*n_rep, Dh]
     """Repeat each kv head `n_rep` times so kv head j serves query heads j*n_rep .. (j+1)*n_rep - 1.
 
@@ -55,7 +55,7 @@ def repeat_kv(x, n_rep):  # [S, K, Dh] -> [S, K*n_rep, Dh]
     return x if n_rep == 1 else np.repeat(x, n_rep, axis=1)
 
 
-def _check_attention_shapes(q, k, mask):
+def _check_attention_shapes(q, k, mask):  # [T, H, Dh], [S, K, Dh], [T, S]: raise a ValueError naming the shapes
     if q.ndim != 3 or k.ndim != 3 or q.shape[2] != k.shape[2]:
         raise ValueError(f"attention: q has shape {q.shape}, k has shape {k.shape}; expected "
                          f"q [T, H, Dh] and k [S, K, Dh] with the same Dh")

@@ -45,8 +45,9 @@ class KVCache:
                              f"[T, {self.keys.shape[2]}, {self.keys.shape[3]}] = [T, K, Dh]")
         end = self.pos + k.shape[0]
         if end > self.max_seq_len:
-            raise ValueError(f"KVCache.update: writing {k.shape[0]} tokens at position {self.pos} would fill "
-                             f"positions up to {end - 1}, past the limit max_seq_len={self.max_seq_len}")
+            raise ValueError(f"KVCache.update: cannot write {k.shape[0]} token(s) at position {self.pos}: that needs "
+                             f"positions up to {end - 1}, past the limit max_seq_len={self.max_seq_len} "
+                             f"(positions 0..{self.max_seq_len - 1})")
         self.keys[layer, self.pos:end] = k
         self.values[layer, self.pos:end] = v
         return self.keys[layer, :end], self.values[layer, :end]  # views, no copy

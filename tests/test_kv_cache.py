@@ -1,0 +1,189 @@
+"""Day 4 KV cache: its invariants, one test each, and cached decoding == one full causal pass."""
+
+import numpy as np
+import pytest
+
+from tinyllm_lab.attention import attention, causal_mask, merge_heads, self_attention, split_heads
+from tinyllm_lab.kv_cache import KVCache
+from tinyllm_lab.ops import linear, rms_norm
+from tinyllm_lab.rope import apply_rope, rope_tables
+
+
+def randn(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+# --- construction and memory ----------------------------------------------------------------------
+
+def test_a_new_cache_is_preallocated_empty_float32():
+    cache = KVCache(2, 16, 4, 8)
+    assert cache.pos == 0
+    for a in (cache.keys, cache.values):
+        assert a.shape == (2, 16, 4, 8) and a.dtype == np.float32 and not a.any()
+    assert cache.keys is not cache.values and not np.shares_memory(cache.keys, cache.values)
+
+
+@pytest.mark.parametrize("n_layers,max_seq_len,K,Dh", [(1, 1, 1, 2), (2, 64, 2, 16), (2, 1024, 4, 64), (4, 2048, 8, 128)])
+def test_memory_is_two_n_layers_max_seq_len_kv_heads_head_dim_times_four_bytes(n_layers, max_seq_len, K, Dh):
+    cache = KVCache(n_layers, max_seq_len, K, Dh)
+    assert cache.nbytes == 2 * n_layers * max_seq_len * K * Dh * 4
+    assert cache.nbytes == cache.keys.nbytes + cache.values.nbytes
+
+
+def test_course_model_cache_is_four_mebibytes():
+    assert KVCache(2, 1024, 4, 64).nbytes == 4 * 2**20  # 2 * 2 * 1024 * 4 * 64 * 4 bytes
+
+
+@pytest.mark.parametrize("bad", [dict(n_layers=0), dict(max_seq_len=-1), dict(n_kv_heads=2.5), dict(head_dim=0)])
+def test_constructor_rejects_non_positive_sizes(bad):
+    sizes = dict(n_layers=2, max_seq_len=8, n_kv_heads=2, head_dim=4) | bad
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+        KVCache(**sizes)
+
+
+# --- position bookkeeping -------------------------------------------------------------------------
+
+def test_update_writes_at_pos_returns_everything_so_far_and_does_not_advance():
+    rng = np.random.default_rng(0)
+    cache = KVCache(2, 10, 2, 4)
+    k0, v0 = randn(rng, 3, 2, 4), randn(rng, 3, 2, 4)
+    keys, values = cache.update(1, k0, v0)
+    assert cache.pos == 0, "update must not move pos: every layer writes the same positions"
+    assert np.array_equal(keys, k0) and np.array_equal(values, v0)
+    assert not cache.keys[0].any(), "layer 0 was not written"
+    cache.advance(3)
+    k1, v1 = randn(rng, 1, 2, 4), randn(rng, 1, 2, 4)
+    keys, values = cache.update(1, k1, v1)
+    assert keys.shape == (4, 2, 4)
+    assert np.array_equal(keys, np.concatenate([k0, k1])) and np.array_equal(values, np.concatenate([v0, v1]))
+    assert np.shares_memory(keys, cache.keys), "reads are views of the preallocated array, not copies"
+
+
+@pytest.mark.parametrize("chunks", [[64], [10] + [1] * 54, [1] * 64, [5, 20, 1, 1, 37]])
+def test_pos_advances_by_exactly_the_tokens_fed(chunks):
+    cache, fed = KVCache(2, 64, 1, 2), 0
+    for T in chunks:
+        for layer in range(2):
+            keys, _ = cache.update(layer, np.ones((T, 1, 2), np.float32), np.ones((T, 1, 2), np.float32))
+            assert keys.shape[0] == fed + T
+        cache.advance(T)
+        fed += T
+        assert cache.pos == fed
+    assert cache.pos == 64 and cache.keys.all()
+
+
+# --- overflow -------------------------------------------------------------------------------------
+
+def test_writing_past_max_seq_len_raises_naming_position_and_limit_and_changes_nothing():
+    rng = np.random.default_rng(1)
+    cache = KVCache(1, 8, 2, 4)
+    cache.update(0, randn(rng, 6, 2, 4), randn(rng, 6, 2, 4))
+    cache.advance(6)
+    keys, values = cache.keys.copy(), cache.values.copy()
+    with pytest.raises(ValueError, match=r"3 token\(s\) at position 6: .* up to 8, past the limit max_seq_len=8"):
+        cache.update(0, randn(rng, 3, 2, 4), randn(rng, 3, 2, 4))
+    assert cache.pos == 6 and np.array_equal(cache.keys, keys) and np.array_equal(cache.values, values)
+    cache.update(0, randn(rng, 2, 2, 4), randn(rng, 2, 2, 4))  # filling exactly up to the limit is fine
+    cache.advance(2)
+    with pytest.raises(ValueError, match=r"1 token\(s\) at position 8: .* max_seq_len=8"):
+        cache.update(0, randn(rng, 1, 2, 4), randn(rng, 1, 2, 4))
+
+
+def test_advance_past_max_seq_len_or_backwards_raises():
+    cache = KVCache(1, 4, 1, 2)
+    cache.advance(3)
+    with pytest.raises(ValueError, match=r"from position 3 by 2 .* max_seq_len=4"):
+        cache.advance(2)
+    with pytest.raises(ValueError, match="by -1"):
+        cache.advance(-1)
+    assert cache.pos == 3
+
+
+@pytest.mark.parametrize("layer,k_shape,v_shape,match", [
+    (2, (1, 2, 4), (1, 2, 4), "layer 2 is out of range for 2 layers"),
+    (-1, (1, 2, 4), (1, 2, 4), "layer -1 is out of range"),
+    (0, (1, 3, 4), (1, 3, 4), r"k has shape \(1, 3, 4\).*\[T, 2, 4\]"),
+    (0, (1, 2, 4), (2, 2, 4), r"v \(2, 2, 4\)"),
+])
+def test_update_rejects_bad_layer_and_shapes(layer, k_shape, v_shape, match):
+    cache = KVCache(2, 8, 2, 4)
+    with pytest.raises(ValueError, match=match):
+        cache.update(layer, np.zeros(k_shape, np.float32), np.zeros(v_shape, np.float32))
+
+
+# --- reset ----------------------------------------------------------------------------------------
+
+def test_reset_makes_the_cache_equal_to_a_new_one():
+    rng = np.random.default_rng(2)
+    cache, fresh = KVCache(2, 8, 2, 4), KVCache(2, 8, 2, 4)
+    for layer in range(2):
+        cache.update(layer, randn(rng, 5, 2, 4), randn(rng, 5, 2, 4))
+    cache.advance(5)
+    cache.reset()
+    assert cache.pos == fresh.pos == 0
+    assert np.array_equal(cache.keys, fresh.keys) and np.array_equal(cache.values, fresh.values)
+    assert cache.nbytes == fresh.nbytes
+    k, v = randn(rng, 8, 2, 4), randn(rng, 8, 2, 4)  # the whole length is available again
+    assert all(np.array_equal(a, b) for a, b in zip(cache.update(0, k, v), fresh.update(0, k, v)))
+
+
+# --- cached decoding == full recomputation --------------------------------------------------------
+
+D, H, K, Dh, N_LAYERS, N = 32, 4, 2, 8, 2, 64
+
+
+def tiny_stack(seed):
+    """Random weights of a 2-layer attention-only stack (pre-norm, residual), GQA with K < H."""
+    rng = np.random.default_rng(seed)
+    s = np.float32(1 / np.sqrt(D))
+    return [(randn(rng, H * Dh, D) * s, randn(rng, K * Dh, D) * s, randn(rng, K * Dh, D) * s,
+             randn(rng, D, H * Dh) * s) for _ in range(N_LAYERS)]
+
+
+def full_pass(x, layers, cos, sin):  # [T, D] -> [T, D]: every position recomputed, no cache
+    norm = np.ones(D, np.float32)
+    for wq, wk, wv, wo in layers:
+        x = x + self_attention(rms_norm(x, norm), wq, wk, wv, wo, cos, sin, np.arange(len(x)), H, K)
+    return x
+
+
+def cached_pass(x, layers, cache, cos, sin):  # [T, D] -> [T, D]: the T new tokens only
+    T, norm = x.shape[0], np.ones(D, np.float32)
+    positions = np.arange(cache.pos, cache.pos + T)
+    for layer, (wq, wk, wv, wo) in enumerate(layers):
+        h = rms_norm(x, norm)
+        q = apply_rope(split_heads(linear(h, wq), H), cos, sin, positions)
+        k = apply_rope(split_heads(linear(h, wk), K), cos, sin, positions)
+        keys, values = cache.update(layer, k, split_heads(linear(h, wv), K))
+        x = x + linear(merge_heads(attention(q, keys, values, causal_mask(T, keys.shape[0]))), wo)
+    cache.advance(T)
+    return x
+
+
+@pytest.mark.parametrize("prompt_len", [1, 10, 63, 64])
+def test_prompt_then_single_tokens_through_the_cache_equals_one_full_pass(prompt_len):
+    rng = np.random.default_rng(3)
+    layers, x = tiny_stack(4), randn(rng, N, D)
+    cos, sin = rope_tables(Dh, N)
+    expected = full_pass(x, layers, cos, sin)
+    cache = KVCache(N_LAYERS, N, K, Dh)
+    outputs = [cached_pass(x[:prompt_len], layers, cache, cos, sin)]
+    outputs += [cached_pass(x[t:t + 1], layers, cache, cos, sin) for t in range(prompt_len, N)]
+    out = np.concatenate(outputs)
+    assert cache.pos == N
+    assert out.dtype == np.float32
+    assert np.abs(out - expected).max() < 1e-5
+
+
+def test_a_reset_cache_reproduces_the_first_run():
+    rng = np.random.default_rng(5)
+    layers, x = tiny_stack(6), randn(rng, 12, D)
+    cos, sin = rope_tables(Dh, 16)
+    cache = KVCache(N_LAYERS, 16, K, Dh)
+    first = np.concatenate([cached_pass(x[:4], layers, cache, cos, sin)] +
+                           [cached_pass(x[t:t + 1], layers, cache, cos, sin) for t in range(4, 12)])
+    cache.reset()
+    second = np.concatenate([cached_pass(x[:4], layers, cache, cos, sin)] +
+                            [cached_pass(x[t:t + 1], layers, cache, cos, sin) for t in range(4, 12)])
+    assert np.array_equal(first, second)
