@@ -6,14 +6,18 @@
 Pair i of a head vector, at position m, is rotated by the angle `m * theta_i` with
 `theta_i = rope_theta ** (-2i / Dh)`. Pairs are interleaved: (x[0], x[1]), (x[2], x[3]), ...,
 as in the RoFormer paper, Meta's Llama code and llama2.c. Hugging Face checkpoints use the
-half-split layout instead; the loader converts their q/k weights once (see day 6).
+half-split layout instead: `half_split_to_interleaved_rows` converts their q/k weights once, at
+load time (day 6).
 """
 
 import numpy as np
 
 
 def rope_frequencies(head_dim, rope_theta=10000.0):  # -> [Dh/2] float64
-    """The rotation speed of each pair: `theta_i = rope_theta ** (-2i / Dh)`, i = 0 .. Dh/2 - 1."""
+    """The rotation speed of each pair: `theta_i = rope_theta ** (-2i / Dh)`, i = 0 .. Dh/2 - 1.
+
+    `rope_frequencies(8) -> [1., 0.1, 0.01, 0.001]` (radians per position).
+    """
     if head_dim <= 0 or head_dim % 2 != 0:
         raise ValueError(f"RoPE needs a positive, even head dimension to form pairs; got head_dim={head_dim}")
     i = np.arange(head_dim // 2, dtype=np.float64)
@@ -24,7 +28,7 @@ def rope_tables(head_dim, max_seq_len, rope_theta=10000.0):  # -> cos, sin: [S, 
     """cos and sin of `m * theta_i` for every position m < max_seq_len and pair i.
 
     The angles are computed in float64 and only then cast to float32: at position 10^4 an angle
-    computed in float32 is already off by ~1e-4 rad (see day 2), larger than our tolerances.
+    computed in float32 is already off by ~3e-4 rad (see day 2), far above our tolerances.
     """
     if max_seq_len <= 0:
         raise ValueError(f"max_seq_len must be positive, got {max_seq_len}")
@@ -36,8 +40,10 @@ def apply_rope(x, cos, sin, positions):  # [T, H, Dh], [S, Dh/2], [S, Dh/2], [T]
     """Rotate each interleaved pair (x[2i], x[2i+1]) of every head by the angle of its position.
 
     Layout: INTERLEAVED pairs (RoFormer, Meta, llama2.c), i.e. in complex form
-    `(x[2i] + 1j * x[2i+1]) * exp(1j * m * theta_i)`. `positions[t]` is the absolute position of
-    token t; the tables from `rope_tables` must cover it.
+    `(x[2i] + 1j * x[2i+1]) * exp(1j * m * theta_i)`. Hugging Face's `rotate_half` pairs x[i]
+    with x[i + Dh/2] instead: convert such q/k weights with `half_split_to_interleaved_rows`.
+    `positions[t]` is the absolute position of token t; the tables from `rope_tables` must
+    cover it. Position 0 is the identity.
     """
     T, _, Dh = x.shape
     if Dh % 2 != 0:
@@ -49,11 +55,30 @@ def apply_rope(x, cos, sin, positions):  # [T, H, Dh], [S, Dh/2], [S, Dh/2], [T]
         raise ValueError(f"apply_rope: positions has shape {positions.shape}, expected ({T},) for x of shape {x.shape}")
     if T and (positions.min() < 0 or positions.max() >= cos.shape[0]):
         raise ValueError(f"apply_rope: positions {positions.min()}..{positions.max()} are outside the "
-                         f"precomputed table of {cos.shape[0]} positions (0..{cos.shape[0] - 1})")
+                         f"precomputed table of {cos.shape[0]} positions (0..{cos.shape[0] - 1}); "
+                         f"build the tables with a larger max_seq_len")
     c = cos[positions][:, None, :]  # [T, 1, Dh/2], broadcast over heads
     s = sin[positions][:, None, :]
-    x0, x1 = x[..., 0::2], x[..., 1::2]  # [T, H, Dh/2] each: the two halves of every pair
+    x0, x1 = x[..., 0::2], x[..., 1::2]  # [T, H, Dh/2] each: the two members of every pair
     out = np.empty_like(x)
     out[..., 0::2] = x0 * c - x1 * s  # the 2x2 rotation [[c, -s], [s, c]] @ [x0, x1]
     out[..., 1::2] = x0 * s + x1 * c
     return out
+
+
+def half_split_to_interleaved_rows(w, n_heads):  # [n_heads * Dh, D] -> [n_heads * Dh, D]
+    """Reorder each head's rows of a q or k projection from the half-split RoPE layout to ours.
+
+    Hugging Face's `rotate_half` pairs coordinate i of a head with i + Dh/2; `apply_rope` pairs
+    2i with 2i+1. Taking each head's rows in the order 0, Dh/2, 1, Dh/2 + 1, ... moves HF's pair
+    i to (2i, 2i+1), where it turns by the same angle, so every attention score is unchanged.
+    Apply it once, at load time, to wq (n_heads) and wk (n_kv_heads); wv and wo stay as they are.
+    It undoes the `permute` in HF's `convert_llama_weights_to_hf.py`. One head with Dh = 4:
+    rows [r0, r1, r2, r3] -> [r0, r2, r1, r3].
+    """
+    if w.ndim != 2 or n_heads <= 0 or w.shape[0] % n_heads != 0 or (w.shape[0] // n_heads) % 2 != 0:
+        raise ValueError(f"half_split_to_interleaved_rows: w has shape {w.shape}, expected "
+                         f"[n_heads * head_dim, D] with n_heads={n_heads} and an even head_dim")
+    head_dim = w.shape[0] // n_heads
+    halves = w.reshape(n_heads, 2, head_dim // 2, w.shape[1])  # [heads, first/second half, Dh/2, D]
+    return halves.swapaxes(1, 2).reshape(w.shape)  # [heads, Dh/2, 2, D]: rows i, i + Dh/2 -> 2i, 2i + 1
