@@ -13,13 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def pip_pins():
     """{name: version} from requirements.txt (`name==version` lines)."""
     lines = (ROOT / "requirements.txt").read_text().splitlines()
-    return dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", l).groups() for l in lines if "==" in l)
+    return dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", l).groups() for l in lines if "==" in l and not l.startswith("#"))
 
 
 def conda_pins():
     """{name: version} from environment.yml's pip section (`- name==version` lines)."""
     lines = (ROOT / "environment.yml").read_text().splitlines()
-    return dict(re.fullmatch(r"\s*- ([A-Za-z0-9_.-]+)==(\S+)", l).groups() for l in lines if "==" in l)
+    return dict(re.fullmatch(r"\s*- ([A-Za-z0-9_.-]+)==(\S+)", l).groups() for l in lines
+                if "==" in l and not l.lstrip().startswith("#"))
 
 
 def test_environment_yml_matches_requirements():

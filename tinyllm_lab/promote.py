@@ -5,6 +5,7 @@ whose first line is `#| promote: ops`; running this module copies every such cel
 order, into `tinyllm_lab/ops.py` under a header that says where it came from:
 
     python -m tinyllm_lab.promote           # (re)write every promoted module
+    python -m tinyllm_lab.promote day2_rope.ipynb   # only the modules of these notebooks
     python -m tinyllm_lab.promote --check   # exit 1 if a notebook and its module differ
 
 The check compares code, not formatting: both sides are parsed with `ast` and compared as
@@ -90,10 +91,12 @@ def check():
     return problems
 
 
-def write():
-    """Write every promoted module from its notebook; returns the modules written."""
+def write(only=()):
+    """Write every promoted module (or those of the notebooks named in `only`); returns the modules written."""
     written = []
     for module, nb in owners().items():
+        if only and nb.name not in {Path(name).name for name in only}:
+            continue
         (PACKAGE_DIR / f"{module}.py").write_text(render(nb, module, promoted_cells(nb)[module]), encoding="utf-8")
         written.append(f"tinyllm_lab/{module}.py <- notebooks/{nb.name}")
     return written
@@ -101,13 +104,17 @@ def write():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tinyllm_lab.promote", description=__doc__.split("\n")[0])
+    parser.add_argument("notebooks", nargs="*", help="promote only these notebooks' modules (default: all)")
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 if anything differs")
     args = parser.parse_args(argv)
     if args.check:
         problems = check()
         print("\n".join(problems) if problems else "every promoted module matches its notebook")
         return 1 if problems else 0
-    print("\n".join(write()))
+    unknown = [n for n in args.notebooks if not (NOTEBOOK_DIR / Path(n).name).exists()]
+    if unknown:
+        parser.error(f"no such notebook in notebooks/: {', '.join(unknown)}")
+    print("\n".join(write(args.notebooks)))
     return 0
 
 
