@@ -1,0 +1,386 @@
+"""The loader: Hugging Face names and config, the RoPE permutation, one aggregated error, tied and untied
+heads, F16 / BF16 checkpoints, and parity with the PyTorch reference and with transformers.
+
+Checkpoints are made by the reference (`reference.init_model` + `save_hf_folder`) with its weights
+scaled up to std 0.2 and random norm weights: with the reference's std 0.02, attention is nearly
+uniform and norms are all ones, so a wrong row order or two swapped norms would barely show.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.numpy
+import torch
+from safetensors.torch import load_file as torch_load_file
+from safetensors.torch import save_file as torch_save_file
+
+from tinyllm_lab import reference as R
+from tinyllm_lab import weights as W
+from tinyllm_lab.config import COURSE_MODEL, ModelConfig
+from tinyllm_lab.export import reference_logits
+from tinyllm_lab.model import LayerWeights, expected_shapes
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+CONFIGS = {
+    "gqa-tied": ModelConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, hidden_dim=64,
+                            vocab_size=96, max_seq_len=32),
+    "mqa-untied": ModelConfig(dim=48, n_layers=1, n_heads=3, n_kv_heads=1, head_dim=16, hidden_dim=80,
+                              vocab_size=64, max_seq_len=24, norm_eps=1e-6, rope_theta=500.0, tie_embeddings=False),
+    "mha-untied-3": ModelConfig(dim=32, n_layers=3, n_heads=2, n_kv_heads=2, head_dim=16, hidden_dim=48,
+                                vocab_size=50, max_seq_len=16, tie_embeddings=False),
+}
+
+# Our LayerWeights field -> the reference's (Meta's) parameter name inside a layer: a second,
+# independent table, so that the round trip below checks W.HF_NAMES against R's own.
+META_LAYER = {"attention_norm": "attention_norm.weight", "wq": "attention.wq.weight", "wk": "attention.wk.weight",
+              "wv": "attention.wv.weight", "wo": "attention.wo.weight", "ffn_norm": "ffn_norm.weight",
+              "w1": "feed_forward.w1.weight", "w2": "feed_forward.w2.weight", "w3": "feed_forward.w3.weight"}
+
+
+def reference_model(config, seed=0):  # -> R.Transformer, weights std 0.2, norm weights 1 +- 0.3
+    model = R.init_model(config, seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in model.parameters():  # a tied head is listed once
+            if p.ndim == 1:
+                p.copy_(1 + 0.3 * torch.randn(p.shape, generator=generator))
+            else:
+                p.mul_(10.0)
+    return model.eval()
+
+
+def hf_tensors(model):  # -> {HF name: float32 np.ndarray}
+    return {name: t.numpy() for name, t in R.hf_state_dict(model).items()}
+
+
+def tokens_for(config, n=10, seed=2):  # -> [n] int64
+    return np.random.default_rng(seed).integers(0, config.vocab_size, n)
+
+
+def numpy_logits(model, tokens):  # -> prefill [T, V], decode [T, V] (token by token through the cache)
+    prefill = model.forward(tokens, model.new_cache())
+    cache = model.new_cache()
+    decode = np.concatenate([model.forward(tokens[t:t + 1], cache) for t in range(len(tokens))])
+    return prefill, decode
+
+
+def max_diff(a, b):
+    return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
+
+
+@pytest.fixture(params=list(CONFIGS), scope="module")
+def saved(request, tmp_path_factory):  # -> (config, reference model, folder written by save_hf_folder)
+    config = CONFIGS[request.param]
+    model = reference_model(config)
+    folder = tmp_path_factory.mktemp(request.param)
+    R.save_hf_folder(model, folder)
+    return config, model, folder
+
+
+# --- the name table ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ours, theirs", [
+    ("tok_embeddings", "model.embed_tokens.weight"),
+    ("norm", "model.norm.weight"),
+    ("output", "lm_head.weight"),
+    ("layers.0.attention_norm", "model.layers.0.input_layernorm.weight"),
+    ("layers.3.wq", "model.layers.3.self_attn.q_proj.weight"),
+    ("layers.12.wo", "model.layers.12.self_attn.o_proj.weight"),
+    ("layers.1.ffn_norm", "model.layers.1.post_attention_layernorm.weight"),
+    ("layers.1.w1", "model.layers.1.mlp.gate_proj.weight"),
+    ("layers.1.w2", "model.layers.1.mlp.down_proj.weight"),
+    ("layers.1.w3", "model.layers.1.mlp.up_proj.weight"),
+])
+def test_hf_name_known_answers(ours, theirs):
+    assert W.hf_name(ours) == theirs
+
+
+def test_name_table_covers_every_weight_and_matches_the_reference(saved):
+    config, model, _ = saved
+    names = {W.hf_name(name) for name in expected_shapes(config)}
+    if config.tie_embeddings:
+        names.remove("lm_head.weight")
+    assert names == set(R.hf_state_dict(model))
+
+
+def test_round_trip_through_hf_names_is_exact(saved):
+    """Reference (Meta layout) -> hf_state_dict (HF names, half-split rows) -> our loader -> Meta layout again."""
+    config, model, _ = saved
+    loaded = W.weights_from_tensors(config, hf_tensors(model))
+    meta = {name: t.numpy() for name, t in model.state_dict().items()}
+    assert np.array_equal(loaded.tok_embeddings, meta["tok_embeddings.weight"])
+    assert np.array_equal(loaded.norm, meta["norm.weight"])
+    assert np.array_equal(loaded.output, meta["output.weight"])
+    assert len(loaded.layers) == config.n_layers
+    for i, layer in enumerate(loaded.layers):
+        for field, name in META_LAYER.items():
+            ours = getattr(layer, field)
+            assert ours.dtype == np.float32
+            assert np.array_equal(ours, meta[f"layers.{i}.{name}"]), f"layers.{i}.{field}"
+
+
+# --- the config ----------------------------------------------------------------------------------
+
+def test_config_round_trips():
+    assert W.config_from_hf(json.loads((WEIGHTS / "config.json").read_text(encoding="utf-8"))) == COURSE_MODEL
+    for config in [COURSE_MODEL, *CONFIGS.values()]:
+        assert W.config_from_hf(R.hf_config(config)) == config
+        assert R.config_from_hf(R.hf_config(config)) == config  # the reference reads configs the same way
+
+
+def test_config_defaults_of_hugging_face():
+    hf = R.hf_config(CONFIGS["gqa-tied"])
+    for key in ("num_key_value_heads", "head_dim", "tie_word_embeddings", "rope_theta", "rope_parameters",
+                "model_type", "hidden_act", "attention_bias", "mlp_bias"):
+        del hf[key]
+    config = W.config_from_hf(hf)
+    assert (config.n_kv_heads, config.head_dim, config.tie_embeddings, config.rope_theta) == (4, 8, False, 10000.0)
+    nulls = W.config_from_hf({**R.hf_config(CONFIGS["gqa-tied"]), "num_key_value_heads": None, "head_dim": None})
+    assert (nulls.n_kv_heads, nulls.head_dim) == (4, 8)
+
+
+def test_rope_theta_only_in_rope_parameters():  # transformers 5 writes it there only
+    hf = R.hf_config(CONFIGS["mqa-untied"])
+    del hf["rope_theta"]
+    assert W.config_from_hf(hf).rope_theta == 500.0
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"model_type": "mistral"}, r"model_type='mistral' \(expected 'llama'\)"),
+    ({"hidden_act": "gelu"}, r"hidden_act='gelu' \(expected 'silu'\)"),
+    ({"attention_bias": True}, r"attention_bias=true"),
+    ({"mlp_bias": True}, r"mlp_bias=true"),
+    ({"rope_parameters": {"rope_type": "llama3", "factor": 8.0, "rope_theta": 5e5}}, r"RoPE scaling rope_parameters"),
+    ({"rope_scaling": {"type": "linear", "factor": 2.0}}, r"RoPE scaling rope_scaling"),
+])
+def test_config_refuses_unsupported_features(change, problem):
+    hf = {**R.hf_config(COURSE_MODEL), **change}
+    with pytest.raises(ValueError, match=r"unsupported Hugging Face config: .*" + problem):
+        W.config_from_hf(hf)
+
+
+def test_config_lists_every_unsupported_feature_at_once():
+    hf = {**R.hf_config(COURSE_MODEL), "hidden_act": "relu", "mlp_bias": True}
+    with pytest.raises(ValueError, match=r"hidden_act='relu' .*; mlp_bias=true"):
+        W.config_from_hf(hf)
+
+
+def test_plain_rope_scaling_entries_are_accepted():
+    plain = {"rope_type": "default", "rope_theta": 1e4}
+    hf = {**R.hf_config(COURSE_MODEL), "rope_scaling": None, "rope_parameters": plain}
+    assert W.config_from_hf(hf) == COURSE_MODEL
+
+
+@pytest.mark.parametrize("key", ["hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size", "rms_norm_eps"])
+def test_config_names_a_missing_key(key):
+    hf = R.hf_config(COURSE_MODEL)
+    del hf[key]
+    with pytest.raises(ValueError, match=f"config.json has no {key}"):
+        W.config_from_hf(hf)
+
+
+def test_config_values_are_validated_by_model_config():
+    with pytest.raises(ValueError, match="n_heads = 4 is not divisible by n_kv_heads = 3"):
+        W.config_from_hf({**R.hf_config(COURSE_MODEL), "num_key_value_heads": 3})
+
+
+# --- one aggregated error ------------------------------------------------------------------------
+
+def test_one_error_lists_every_missing_unexpected_misshapen_and_mistyped_tensor():
+    config = CONFIGS["gqa-tied"]
+    tensors = hf_tensors(reference_model(config))
+    del tensors["model.layers.1.mlp.up_proj.weight"]
+    del tensors["model.norm.weight"]
+    tensors["model.layers.2.input_layernorm.weight"] = np.ones(32, np.float32)
+    tensors["model.layers.0.self_attn.k_proj.weight"] = np.zeros((8, 32), np.float32)   # 1 kv head, not 2
+    tensors["model.layers.1.self_attn.o_proj.weight"] = np.zeros((32, 16), np.float32)
+    tensors["model.layers.0.input_layernorm.weight"] = np.ones(32, np.int64)
+    tensors["model.layers.0.ffn_norm.weight"] = np.ones(32, np.float64)                 # unexpected, not mistyped
+    with pytest.raises(ValueError) as info:
+        W.weights_from_tensors(config, tensors)
+    message = str(info.value)
+    assert "(2 missing, 2 unexpected, 2 wrong shape, 1 wrong dtype)" in message
+    for line in ["missing: model.layers.1.mlp.up_proj.weight (expected shape [64, 32])",
+                 "missing: model.norm.weight (expected shape [32])",
+                 "unexpected: model.layers.2.input_layernorm.weight [32]",
+                 "unexpected: model.layers.0.ffn_norm.weight [32]",
+                 "wrong shape: model.layers.0.self_attn.k_proj.weight expected [16, 32], found [8, 32]",
+                 "wrong shape: model.layers.1.self_attn.o_proj.weight expected [32, 32], found [32, 16]",
+                 "wrong dtype: model.layers.0.input_layernorm.weight is int64"]:
+        assert f"\n  {line}" in message, line
+    assert len(message.splitlines()) == 1 + 7
+
+
+def test_an_empty_checkpoint_lists_every_tensor_as_missing():
+    config = CONFIGS["mha-untied-3"]
+    with pytest.raises(ValueError) as info:
+        W.weights_from_tensors(config, {})
+    n = len(expected_shapes(config))
+    assert f"({n} missing)" in str(info.value)
+    for name, shape in expected_shapes(config).items():
+        assert f"missing: {W.hf_name(name)} (expected shape {list(shape)})" in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int32, np.bool_])
+def test_tensors_of_other_dtypes_are_refused(dtype):
+    config = CONFIGS["gqa-tied"]
+    tensors = hf_tensors(reference_model(config))
+    tensors["model.layers.1.self_attn.v_proj.weight"] = tensors["model.layers.1.self_attn.v_proj.weight"].astype(dtype)
+    with pytest.raises(ValueError, match=rf"wrong dtype: model.layers.1.self_attn.v_proj.weight is {np.dtype(dtype)}"):
+        W.weights_from_tensors(config, tensors)
+
+
+def test_float16_arrays_are_widened_exactly():
+    config = CONFIGS["gqa-tied"]
+    tensors = {name: a.astype(np.float16) for name, a in hf_tensors(reference_model(config)).items()}
+    loaded = W.weights_from_tensors(config, tensors)
+    assert loaded.layers[0].w2.dtype == np.float32
+    assert np.array_equal(loaded.layers[0].w2, tensors["model.layers.0.mlp.down_proj.weight"].astype(np.float32))
+
+
+def test_non_finite_weights_are_named():
+    config = CONFIGS["gqa-tied"]
+    tensors = hf_tensors(reference_model(config))
+    tensors["model.layers.0.mlp.down_proj.weight"] = tensors["model.layers.0.mlp.down_proj.weight"].copy()
+    tensors["model.layers.0.mlp.down_proj.weight"][3, 5] = np.nan
+    tensors["model.norm.weight"] = np.full(32, np.inf, np.float32)
+    with pytest.raises(ValueError, match=r"non-finite weights in 2 tensor\(s\)") as info:
+        W.weights_from_tensors(config, tensors)
+    assert "'model.layers.0.mlp.down_proj.weight' (1 nan, 0 inf" in str(info.value)
+    assert "'model.norm.weight' (0 nan, 32 inf" in str(info.value)
+
+
+# --- tied and untied heads -------------------------------------------------------------------------
+
+def test_tied_head_is_the_embedding_array():
+    config = CONFIGS["gqa-tied"]
+    loaded = W.weights_from_tensors(config, hf_tensors(reference_model(config)))
+    assert loaded.output is loaded.tok_embeddings
+
+
+def test_untied_config_loads_lm_head():
+    config = CONFIGS["mqa-untied"]
+    tensors = hf_tensors(reference_model(config))
+    loaded = W.weights_from_tensors(config, tensors)
+    assert loaded.output is not loaded.tok_embeddings
+    assert np.array_equal(loaded.output, tensors["lm_head.weight"])
+    assert not np.array_equal(loaded.output, loaded.tok_embeddings)
+
+
+def test_untied_config_without_lm_head_names_it_missing():
+    config = CONFIGS["mqa-untied"]
+    tensors = hf_tensors(reference_model(config))
+    del tensors["lm_head.weight"]
+    with pytest.raises(ValueError, match=r"\(1 missing\):\n  missing: lm_head.weight \(expected shape \[64, 48\]\)$"):
+        W.weights_from_tensors(config, tensors)
+
+
+def test_tied_config_with_a_stored_lm_head_is_refused_even_if_equal():
+    """Our choice: a head the config says is not there is unexpected, equal to the embedding or not."""
+    config = CONFIGS["gqa-tied"]
+    tensors = hf_tensors(reference_model(config))
+    for head in (tensors["model.embed_tokens.weight"].copy(), np.zeros((96, 32), np.float32)):
+        with pytest.raises(ValueError, match=r"unexpected: lm_head.weight \[96, 32\] \(config.json ties the head"):
+            W.weights_from_tensors(config, {**tensors, "lm_head.weight": head})
+
+
+# --- load_model: folders and files ---------------------------------------------------------------
+
+def test_missing_files_are_named(tmp_path):
+    with pytest.raises(ValueError, match="has no config.json: expected a Hugging Face Llama folder"):
+        W.load_model(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(R.hf_config(CONFIGS["gqa-tied"])), encoding="utf-8")
+    with pytest.raises(ValueError, match="has no model.safetensors"):
+        W.load_model(tmp_path)
+    with pytest.raises(ValueError, match="has no config.json"):
+        W.load_model(tmp_path / "no such folder")
+
+
+@pytest.mark.parametrize("text, problem", [("{'hidden_size': 32}", "is not a JSON file"),
+                                           ("[1, 2]", "holds a JSON list, expected an object")])
+def test_config_json_that_is_not_a_json_object(tmp_path, text, problem):
+    R.save_hf_folder(reference_model(CONFIGS["gqa-tied"]), tmp_path)
+    (tmp_path / "config.json").write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=problem):
+        W.load_model(tmp_path)
+
+
+def test_a_checkpoint_for_another_config_is_refused_by_load_model(tmp_path):
+    R.save_hf_folder(reference_model(CONFIGS["gqa-tied"]), tmp_path)
+    hf = R.hf_config(CONFIGS["gqa-tied"])
+    (tmp_path / "config.json").write_text(json.dumps({**hf, "num_hidden_layers": 1}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"\(9 unexpected\):\n  unexpected: model.layers.1."):
+        W.load_model(tmp_path)
+
+
+# --- parity: small random models, every layout, against the reference ------------------------------
+
+def test_small_models_match_the_reference(saved):
+    config, model, folder = saved
+    ours = W.load_model(folder)
+    assert ours.config == config
+    tokens = tokens_for(config)
+    prefill, decode = numpy_logits(ours, tokens)
+    ref_prefill, ref_decode = reference_logits(model, torch.from_numpy(tokens))
+    assert prefill.dtype == decode.dtype == np.float32
+    assert prefill.shape == (len(tokens), config.vocab_size)
+    assert max_diff(prefill, ref_prefill) < 1e-5
+    assert max_diff(decode, ref_decode) < 1e-5
+    assert float(ref_prefill.abs().max()) > 1.0  # the logits are not all tiny: the tolerance means something
+
+
+def test_without_the_permutation_the_logits_differ(saved, monkeypatch):
+    """The parity test above can fail: skip the RoPE permutation and the logits move far beyond 1e-5."""
+    config, model, folder = saved
+    monkeypatch.setattr(W, "half_split_to_interleaved_rows", lambda w, n_heads: w)
+    tokens = tokens_for(config)
+    unpermuted = W.load_model(folder)
+    prefill = unpermuted.forward(tokens, unpermuted.new_cache())
+    ref_prefill, _ = reference_logits(model, torch.from_numpy(tokens))
+    assert max_diff(prefill, ref_prefill) > 1e-2
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_f16_and_bf16_checkpoints_load_as_float32(tmp_path, dtype):
+    """A 16-bit file loads widened to float32; its logits equal the reference's on the same rounded weights,
+    and are close to those of the float32 original: within 10 units of the format's eps, relative to the
+    largest logit (measured: about 1.5 eps for F16, 2.2 for BF16)."""
+    config = CONFIGS["gqa-tied"]
+    original = reference_model(config)
+    R.save_hf_folder(original, tmp_path)
+    stored = torch_load_file(str(tmp_path / "model.safetensors"))
+    torch_save_file({name: t.to(dtype) for name, t in stored.items()}, str(tmp_path / "model.safetensors"),
+                    metadata={"format": "pt"})
+    ours = W.load_model(tmp_path)
+    wq = ours.weights.layers[1].wq
+    assert wq.dtype == ours.weights.tok_embeddings.dtype == np.float32
+    rounded = stored["model.layers.1.self_attn.q_proj.weight"].to(dtype).float()
+    expected = R.half_split_to_interleaved(rounded, config.n_heads, config.head_dim).numpy()
+    assert np.array_equal(wq, expected)  # widening is exact
+    tokens = tokens_for(config)
+    prefill, decode = numpy_logits(ours, tokens)
+    same_file, _ = reference_logits(R.load_hf_folder(tmp_path), torch.from_numpy(tokens))
+    assert max_diff(prefill, same_file) < 1e-5
+    full, _ = reference_logits(original, torch.from_numpy(tokens))
+    scale = float(full.abs().max())
+    assert 0 < max_diff(prefill, full) < 10 * torch.finfo(dtype).eps * scale
+
+
+# --- transformers: somebody else's implementation ------------------------------------------------
+
+def test_transformers_agrees_with_our_logits():
+    transformers = pytest.importorskip("transformers")
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    tokens = safetensors.numpy.load_file(str(WEIGHTS / "golden.safetensors"))["tokens"]  # the golden prompt
+    hf = transformers.LlamaForCausalLM.from_pretrained(str(WEIGHTS), dtype=torch.float32, local_files_only=True).eval()
+    with torch.inference_mode():
+        theirs = hf(torch.from_numpy(tokens)[None]).logits[0]
+    model = W.load_model(WEIGHTS)
+    ours = model.forward(tokens, model.new_cache())
+    assert theirs.dtype == torch.float32 and ours.dtype == np.float32
+    assert ours.shape == tuple(theirs.shape) == (len(tokens), COURSE_MODEL.vocab_size)
+    assert max_diff(ours, theirs) < 1e-4
