@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tinyllm_lab.config import ModelConfig
+from tinyllm_lab.weights import config_from_hf  # config.json -> ModelConfig, read one way for both engines
 
 
 # ----------------------------------------------------------------------------------------------
@@ -306,33 +307,6 @@ def hf_config(config: ModelConfig):  # -> dict, the contents of config.json
         "attention_bias": False,
         "mlp_bias": False,
     }
-
-
-def config_from_hf(hf: dict):  # -> ModelConfig
-    """Read a Hugging Face Llama config.json (as a dict); refuse features this model does not have."""
-    problems = []
-    if hf.get("model_type", "llama") != "llama":
-        problems.append(f"model_type={hf['model_type']!r} (expected 'llama')")
-    if hf.get("hidden_act", "silu") != "silu":
-        problems.append(f"hidden_act={hf['hidden_act']!r} (expected 'silu')")
-    for flag in ("attention_bias", "mlp_bias"):
-        if hf.get(flag, False):
-            problems.append(f"{flag}=true (this model has no biases)")
-    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-    if rope.get("rope_type", rope.get("type", "default")) != "default":
-        problems.append(f"RoPE scaling {rope!r} (only plain RoPE is supported)")
-    if problems:
-        raise ValueError("unsupported Hugging Face config: " + "; ".join(problems))
-    n_heads = hf["num_attention_heads"]
-    return ModelConfig(
-        dim=hf["hidden_size"], n_layers=hf["num_hidden_layers"], n_heads=n_heads,
-        n_kv_heads=hf.get("num_key_value_heads") or n_heads,
-        head_dim=hf.get("head_dim") or hf["hidden_size"] // n_heads,
-        hidden_dim=hf["intermediate_size"], vocab_size=hf["vocab_size"],
-        max_seq_len=hf["max_position_embeddings"], norm_eps=float(hf["rms_norm_eps"]),
-        rope_theta=float(hf.get("rope_theta", rope.get("rope_theta", 10000.0))),
-        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),  # transformers' default
-    )
 
 
 def save_hf_folder(model: Transformer, folder):
