@@ -1,0 +1,236 @@
+"""The command line, `python -m tinyllm_lab "PROMPT"`, run in a subprocess as a user runs it.
+
+Happy paths are compared with `Session.generate` in this process; every bad argument and every
+broken weights folder (built in tmp_path) must give one `tinyllm-lab: error:` line, no traceback.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinyllm_lab
+from tinyllm_lab import __main__ as cli
+from tinyllm_lab.safetensors import load_file, save_file
+from tinyllm_lab.session import Session
+from tinyllm_lab.tokenizer import Tokenizer, tokenizer_json
+from tinyllm_lab.weights import load_model
+
+WEIGHTS = Path(tinyllm_lab.__file__).resolve().parent.parent / "weights"
+PROMPT = "ROMEO."
+FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def run(*args):  # -> CompletedProcess with text stdout / stderr
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run([sys.executable, "-m", "tinyllm_lab", *args], capture_output=True, text=True,
+                          encoding="utf-8", env=env, cwd=WEIGHTS.parent, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def bundled():  # -> (Model, Tokenizer) of the bundled weights
+    return load_model(WEIGHTS), Tokenizer.load(WEIGHTS / "tokenizer.json")
+
+
+def expected_output(bundled, prompt, max_new_tokens, seed=0, temperature=0.8, top_k=0, top_p=0.95):
+    """What the CLI must print: the prompt, the new tokens' text up to EOS, a newline."""
+    model, tok = bundled
+    prompt_ids = tok.encode(prompt, bos=True)
+    new = Session(model, tok.eos_id).generate(prompt_ids, max_new_tokens, np.random.default_rng(seed),
+                                              temperature, top_k, top_p)
+    if tok.eos_id in new:
+        new = new[:new.index(tok.eos_id)]
+    return tok.decode(prompt_ids[1:] + new) + "\n"
+
+
+def assert_one_error_line(result, status, fragment):
+    assert result.returncode == status, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("tinyllm-lab: error: ")
+    assert fragment in lines[0]
+
+
+# ---- it generates ------------------------------------------------------------------------------
+
+def test_greedy_is_deterministic_and_equals_session_generate(bundled):
+    first = run(PROMPT, "--temperature", "0", "--max-new-tokens", "10")
+    second = run(PROMPT, "--temperature", "0", "--max-new-tokens", "10")
+    assert first.returncode == 0 and first.stderr == ""
+    assert first.stdout == second.stdout
+    assert first.stdout.startswith(PROMPT) and len(first.stdout.strip()) > len(PROMPT)
+    assert first.stdout == expected_output(bundled, PROMPT, 10, temperature=0.0)
+
+
+@pytest.mark.parametrize("options, settings", [
+    ([], dict(seed=0)),  # the documented defaults: seed 0, temperature 0.8, top-k 0, top-p 0.95
+    (["--seed", "3", "--temperature", "1.2", "--top-k", "5", "--top-p", "0.9"],
+     dict(seed=3, temperature=1.2, top_k=5, top_p=0.9)),
+])
+def test_seeded_sampling_is_reproducible_and_uses_the_options(bundled, options, settings):
+    first = run(PROMPT, "--max-new-tokens", "10", *options)
+    second = run(PROMPT, "--max-new-tokens", "10", *options)
+    assert first.returncode == 0 and first.stderr == ""
+    assert first.stdout == second.stdout
+    assert first.stdout == expected_output(bundled, PROMPT, 10, **settings)
+
+
+def test_the_seed_changes_the_sample():
+    outputs = {run(PROMPT, "--max-new-tokens", "10", "--seed", str(seed)).stdout for seed in (1, 2)}
+    assert len(outputs) == 2
+
+
+def test_empty_prompt_samples_from_bos_alone(bundled):
+    result = run("", "--max-new-tokens", "6", "--seed", "1")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout == expected_output(bundled, "", 6, seed=1)
+    assert result.stdout.strip()
+
+
+def test_another_weights_folder(tmp_path, bundled):
+    for name in FILES:
+        (tmp_path / name).symlink_to(WEIGHTS / name)
+    result = run(PROMPT, "--weights", str(tmp_path), "--max-new-tokens", "5", "--temperature", "0")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout == expected_output(bundled, PROMPT, 5, temperature=0.0)
+
+
+def test_help_lists_the_options_and_defaults():
+    result = run("--help")
+    assert result.returncode == 0
+    for text in ["--max-new-tokens", "default 100", "--temperature", "default 0.8", "--top-k", "--top-p",
+                 "default 0.95", "--seed", "--weights"]:
+        assert text in result.stdout
+
+
+class Recorder:  # a stdout that remembers each write and flush
+    def __init__(self):
+        self.events = []
+
+    def write(self, text):
+        self.events.append(("write", text))
+
+    def flush(self):
+        self.events.append(("flush", None))
+
+
+def test_streams_each_piece_as_soon_as_it_is_complete():
+    out = Recorder()
+    cli.generate(cli.parse_args([PROMPT, "--max-new-tokens", "6", "--temperature", "0"]), out)
+    writes = [i for i, (kind, text) in enumerate(out.events) if kind == "write" and text]
+    assert len(writes) >= 4  # the prompt, then several pieces: not one write at the end
+    assert all(out.events[i + 1][0] == "flush" for i in writes)
+
+
+def test_stops_at_eos_and_does_not_print_it(monkeypatch, bundled):
+    _, tok = bundled
+    word, after = tok.encode(" love"), tok.encode(" never")
+    monkeypatch.setattr(cli.Session, "stream", lambda self, *args: iter(word + [tok.eos_id] + after))
+    out = Recorder()
+    cli.generate(cli.parse_args([PROMPT]), out)
+    assert "".join(text for kind, text in out.events if kind == "write") == PROMPT + " love\n"
+
+
+# ---- bad arguments: exit status 2 ----------------------------------------------------------------
+
+@pytest.mark.parametrize("args, fragment", [
+    ([PROMPT, "--temperature", "-1"], "--temperature"),
+    ([PROMPT, "--temperature", "nan"], "--temperature"),
+    ([PROMPT, "--temperature", "inf"], "--temperature"),
+    ([PROMPT, "--temperature", "hot"], "--temperature"),
+    ([PROMPT, "--top-p", "0"], "--top-p"),
+    ([PROMPT, "--top-p", "1.5"], "--top-p"),
+    ([PROMPT, "--top-k", "-1"], "--top-k"),
+    ([PROMPT, "--top-k", "2.5"], "--top-k"),
+    ([PROMPT, "--max-new-tokens", "-1"], "--max-new-tokens"),
+    ([PROMPT, "--max-new-tokens", "2000"], "exceeds the model's context of 1024 tokens"),
+    (["word " * 1100, "--max-new-tokens", "1"], "shorten the prompt"),
+    ([PROMPT, "--seed", "-1"], "--seed"),
+    ([PROMPT, "--seed", "x"], "--seed"),
+    ([PROMPT, "--unknown"], "--unknown"),
+    ([], "prompt"),
+])
+def test_bad_arguments_give_one_line(args, fragment):
+    assert_one_error_line(run(*args), 2, fragment)
+
+
+# ---- broken weights: exit status 1 ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_bytes():
+    return (WEIGHTS / "model.safetensors").read_bytes()
+
+
+def weights_folder(folder, **replace):  # the bundled files, linked, except those given as bytes / text / None
+    folder.mkdir()
+    for name in FILES:
+        if name not in replace:
+            (folder / name).symlink_to(WEIGHTS / name)
+        elif isinstance(replace[name], bytes):
+            (folder / name).write_bytes(replace[name])
+        elif isinstance(replace[name], str):
+            (folder / name).write_text(replace[name], encoding="utf-8")
+    return folder
+
+
+def config(**changes):  # -> the bundled config.json, changed, as text
+    data = json.loads((WEIGHTS / "config.json").read_text(encoding="utf-8"))
+    data.update(changes)
+    return json.dumps({k: v for k, v in data.items() if v is not None})
+
+
+def nan_in_the_weights(folder, model_bytes):  # the bundled weights with one NaN
+    tensors, metadata = load_file(model_bytes)
+    tensors["model.norm.weight"] = tensors["model.norm.weight"].copy()  # load_file's arrays are read-only views
+    tensors["model.norm.weight"][3] = np.nan
+    weights_folder(folder, **{"model.safetensors": b""})
+    save_file(tensors, folder / "model.safetensors", metadata)
+    return folder
+
+
+def another_tokenizer(folder, model_bytes):  # a tokenizer of 300 tokens next to a model of 16384
+    small = Tokenizer([(97, 98 + i) for i in range(42)])  # merges "ab", "ac", ...: 256 + 42 + BOS + EOS = 300
+    return weights_folder(folder, **{"tokenizer.json": json.dumps(tokenizer_json(small))})
+
+
+def files(**replace):  # -> a builder (folder, model_bytes) -> folder
+    return lambda folder, model_bytes: weights_folder(folder, **replace)
+
+
+BROKEN = {  # case: (build the folder, a fragment the error line must contain)
+    "missing folder": (lambda folder, b: folder, "does not exist"),
+    "a file, not a folder": (lambda folder, b: weights_folder(folder) / "config.json", "is not a folder"),
+    "no config.json": (files(**{"config.json": None}), "has no config.json"),
+    "no model.safetensors": (files(**{"model.safetensors": None}), "has no model.safetensors"),
+    "no tokenizer.json": (files(**{"tokenizer.json": None}), "has no tokenizer.json"),
+    "truncated model.safetensors": (lambda folder, b: weights_folder(folder, **{"model.safetensors": b[:len(b) // 2]}),
+                                    "truncated"),
+    "garbage model.safetensors": (files(**{"model.safetensors": b"not a checkpoint at all"}), "safetensors"),
+    "empty model.safetensors": (files(**{"model.safetensors": b""}), "safetensors"),
+    "a NaN in the weights": (nan_in_the_weights, "1 nan"),
+    "garbage tokenizer.json": (files(**{"tokenizer.json": "{this is not json"}), "tokenizer.json"),
+    "tokenizer.json of the wrong kind": (files(**{"tokenizer.json": "[1, 2, 3]"}), "tokenizer.json"),
+    "tokenizer.json without a model": (files(**{"tokenizer.json": '{"model": {}}'}), "tokenizer.json"),
+    "tokenizer of another vocabulary": (another_tokenizer,
+                                        "tokenizer.json has 300 tokens but config.json has vocab_size 16384"),
+    "garbage config.json": (files(**{"config.json": "not json"}), "config.json"),
+    "config.json not an object": (files(**{"config.json": "[256]"}), "not a JSON object"),
+    "config.json missing a field": (files(**{"config.json": config(hidden_size=None)}), "hidden_size"),
+    "config.json with the wrong vocab": (files(**{"config.json": config(vocab_size=300)}), "model.embed_tokens.weight"),
+    "config.json with impossible heads": (files(**{"config.json": config(num_attention_heads=3)}), "n_heads"),
+    "config.json with a text number": (files(**{"config.json": config(hidden_size="256")}), "dim"),
+    "config.json with another EOS": (files(**{"config.json": config(eos_token_id=5)}), "eos_token_id"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_broken_weights_give_one_line(case, tmp_path, model_bytes):
+    build, fragment = BROKEN[case]
+    folder = build(tmp_path / "weights", model_bytes)
+    assert_one_error_line(run(PROMPT, "--weights", str(folder), "--max-new-tokens", "2"), 1, fragment)
