@@ -35,15 +35,18 @@ GOLDEN_PROMPT = "To be, or not to be, that is the question:"
 
 
 def token_ids(corpus, tokenizer, tokenizer_path, cache_dir):  # -> (train ids [N] int64, val ids [M] int64)
-    """Training and validation token ids: every work encoded, then EOS; cached by corpus and tokenizer hash."""
+    """Training and validation token ids: every work as BOS, its text, EOS; cached by corpus and tokenizer hash.
+
+    BOS starts every work because generation starts every prompt with BOS: the model must have seen it.
+    """
     from tinyllm_lab.corpus import split_works
-    key = f"{corpus.sha256[:12]}-{sha256(tokenizer_path)[:12]}"
+    key = f"bos-eos-{corpus.sha256[:12]}-{sha256(tokenizer_path)[:12]}"
     path = Path(cache_dir) / f"tokens-{key}.npz"
     if path.exists():
         data = np.load(path)
         return data["train"].astype(np.int64), data["val"].astype(np.int64)
     train_works, val_works = split_works(corpus.works)
-    encode = lambda works: np.array([i for text in works.values() for i in tokenizer.encode(text) + [tokenizer.eos_id]])
+    encode = lambda works: np.array([i for text in works.values() for i in tokenizer.encode(text, bos=True, eos=True)])
     train, val = encode(train_works), encode(val_works)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, train=train.astype(np.uint16), val=val.astype(np.uint16))
@@ -52,7 +55,7 @@ def token_ids(corpus, tokenizer, tokenizer_path, cache_dir):  # -> (train ids [N
 
 def batches(ids, batch_size, seq_len, generator):  # -> x, y: [B, T] int64, y shifted by one
     """Random windows of seq_len + 1 tokens: x is the window's first T, y its last T."""
-    starts = torch.randint(0, len(ids) - seq_len - 1, (batch_size,), generator=generator)
+    starts = torch.randint(0, len(ids) - seq_len, (batch_size,), generator=generator)  # last start: len - seq_len - 1
     windows = torch.stack([ids[s:s + seq_len + 1] for s in starts.tolist()])
     return windows[:, :-1], windows[:, 1:]
 
@@ -71,6 +74,14 @@ def evaluate(model, ids, seq_len, batch_size, device):  # -> mean loss in nats p
         total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
     model.train()
     return total / (n * seq_len)
+
+
+def bits_per_byte(loss, val_ids, seq_len, tokenizer):
+    """Nats per token -> bits per byte of text, over the targets `evaluate` scores (BOS and EOS count 0 bytes)."""
+    n = (len(val_ids) - 1) // seq_len
+    targets = val_ids[1:n * seq_len + 1]
+    n_bytes = sum(len(tokenizer.vocab[t]) for t in targets.tolist() if t < tokenizer.bos_id)
+    return loss * len(targets) / n_bytes / math.log(2)
 
 
 def learning_rate(step, steps, peak, warmup):
@@ -176,7 +187,7 @@ def main(argv=None):
         "corpus_bytes": corpus.n_bytes, "corpus_sha256": corpus.sha256, "corpus_source": corpus.source,
         "train_tokens": len(train_ids), "val_tokens": len(val_ids), "val_bytes": val_bytes,
         "val_loss_nats_per_token": round(best["val_loss"], 4),
-        "val_bits_per_byte": round(best["val_loss"] * len(val_ids) / val_bytes / math.log(2), 4),
+        "val_bits_per_byte": round(bits_per_byte(best["val_loss"], val_ids, args.seq_len, tokenizer), 4),
         "train_loss_at_best": best["train_loss"] and round(best["train_loss"], 4),
         "history": history,
     }
