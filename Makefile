@@ -1,9 +1,13 @@
 # The two set-up commands of the README:
 #   make lab    install everything (first time only) and open the course in JupyterLab
 #   make test   install everything (first time only) and run the whole test suite
-# Both need only Python 3.11 and pip; everything goes into .venv/ here.
+# Both need only Python 3.11 (or newer) with pip; everything goes into .venv/ here.
+#   make lab PYTHON=python3.11                  pick the interpreter
+#   make lab TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+#                                               where PyPI's torch would be the multi-GB CUDA build
 
 PYTHON ?= python3
+TORCH_PIP_ARGS ?=
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
@@ -15,11 +19,12 @@ lab: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
-# torch goes in first, alone, at the version pinned in requirements.txt (the CPU build
-# on the course machines); then the rest, which then finds torch already satisfied.
+# torch goes in first, alone, at the version pinned in requirements.txt; then the rest, which
+# then finds torch already satisfied and never asks for another build of it.
 $(VENV)/.installed: requirements.txt pyproject.toml
+	@$(PYTHON) -c "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 'tinyllm-lab needs Python 3.11 or newer, $(PYTHON) is ' + sys.version.split()[0] + ': run make PYTHON=python3.11 ...')"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install "$$(grep '^torch==' requirements.txt)"
+	$(PY) -m pip install $(TORCH_PIP_ARGS) "$$(grep '^torch==' requirements.txt)"
 	$(PY) -m pip install -r requirements.txt
 	touch $@

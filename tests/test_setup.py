@@ -42,17 +42,28 @@ def test_pins_match_installed_versions():
         assert version(name).split("+")[0] == pinned, f"{name}: installed {version(name)}, pinned {pinned}"
 
 
-def test_import_is_numpy_only_and_single_threaded():
-    code = ("import sys, tinyllm_lab, tinyllm_lab.ops, tinyllm_lab.rope\n"
-            "heavy = [m for m in ('torch', 'matplotlib') if m in sys.modules]\n"
-            "from threadpoolctl import threadpool_info\n"
-            "threads = {i['internal_api']: i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}\n"
-            "print(heavy, threads)")
+ENGINE_MODULES = ["ops", "rope", "attention", "kv_cache", "ffn", "config", "model", "sampling", "session",
+                  "safetensors", "weights", "tokenizer", "llama2c", "promote", "__main__"]
+
+
+def blas_report(first_import):
+    """(heavy modules loaded, {BLAS library: threads}) after `first_import` in a fresh process."""
+    code = (f"{first_import}\nimport sys, tinyllm_lab\n"
+            + "".join(f"import tinyllm_lab.{m}\n" for m in ENGINE_MODULES)
+            + "heavy = [m for m in ('torch', 'matplotlib') if m in sys.modules]\n"
+              "from threadpoolctl import threadpool_info\n"
+              "threads = {i['internal_api']: i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}\n"
+              "print(repr((heavy, threads)))")
     env = {k: v for k, v in __import__("os").environ.items() if not k.endswith("_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
-    heavy, threads = out.strip().split(" ", 1)
-    assert heavy == "[]", f"import tinyllm_lab pulled in {heavy}"
-    assert threads != "{}" and set(eval(threads).values()) == {1}, f"BLAS threads after import: {threads}"
+    return eval(out)
+
+
+@pytest.mark.parametrize("first_import", ["", "import numpy"])
+def test_import_is_numpy_only_and_single_threaded(first_import):
+    heavy, threads = blas_report(first_import)
+    assert heavy == [], f"importing the engine pulled in {heavy}"
+    assert threads and set(threads.values()) == {1}, f"BLAS threads after import: {threads}"
 
 
 def test_promoted_modules_match_their_notebooks():

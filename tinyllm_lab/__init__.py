@@ -7,15 +7,29 @@ Every function that takes arrays states their shapes with one alphabet:
     Dh head dim (head_dim)          F   feed-forward hidden dim (hidden_dim)
     V  vocabulary size              S   cached positions (keys and values seen so far)
 
-Everything is float32 and runs on the CPU. BLAS is single-threaded by default: importing
-this package before numpy sets OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS to
-1 unless you already set them (set them yourself, before Python starts, to opt in to more).
+Everything is float32 and runs on the CPU. BLAS is single-threaded by default: importing this
+package sets OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS to 1 unless you set one
+of them yourself (do that, before Python starts, to opt in to more threads). Those variables
+only work before numpy loads its BLAS; if numpy came first, the limit is applied through
+threadpoolctl when it is installed (it is in the course environment), else a warning says so.
 The only runtime dependency is numpy; torch appears only in `tinyllm_lab.reference`.
 """
 
 import os
+import sys
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # must happen before numpy loads its BLAS
+_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_user_chose_threads = any(var in os.environ for var in _THREAD_VARS)
+for _var in _THREAD_VARS:
+    os.environ.setdefault(_var, "1")  # read by numpy's BLAS when it loads
+
+if "numpy" in sys.modules and not _user_chose_threads:  # too late for the variables
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1, user_api="blas")
+    except ImportError:
+        import warnings
+        warnings.warn("numpy was imported before tinyllm_lab, so BLAS may use several threads; "
+                      "import tinyllm_lab first (or set OPENBLAS_NUM_THREADS=1) for the single-threaded default")
 
 __version__ = "0.1.0"
