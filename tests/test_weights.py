@@ -6,7 +6,9 @@ scaled up to std 0.2 and random norm weights: with the reference's std 0.02, att
 uniform and norms are all ones, so a wrong row order or two swapped norms would barely show.
 """
 
+import ast
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,8 @@ from tinyllm_lab.config import COURSE_MODEL, ModelConfig
 from tinyllm_lab.export import reference_logits
 from tinyllm_lab.model import LayerWeights, expected_shapes
 
-WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS = ROOT / "weights"
 
 CONFIGS = {
     "gqa-tied": ModelConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, hidden_dim=64,
@@ -122,6 +125,32 @@ def test_round_trip_through_hf_names_is_exact(saved):
             assert np.array_equal(ours, meta[f"layers.{i}.{name}"]), f"layers.{i}.{field}"
 
 
+def test_weights_are_built_by_keyword_never_splatted():
+    """STYLE: `**` splatting of weights hides which weight goes where. The loader, the one place where names are
+    translated, and day 6's cells build LayerWeights / ModelWeights with one keyword (or position) per weight."""
+    sources = {"tinyllm_lab/weights.py": Path(W.__file__).read_text(encoding="utf-8")}
+    notebook = json.loads((ROOT / "notebooks" / "day6_weights.ipynb").read_text(encoding="utf-8"))
+    for i, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] == "code":
+            sources[f"day 6, cell {i}"] = "".join(cell["source"])
+    for where, source in sources.items():
+        for node in ast.walk(ast.parse(source)):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("LayerWeights", "ModelWeights")):
+                assert all(k.arg is not None for k in node.keywords), f"{where}: {ast.unparse(node)[:80]}"
+                assert not any(isinstance(a, ast.Starred) for a in node.args), f"{where}: {ast.unparse(node)[:80]}"
+
+
+def test_the_reference_keeps_its_own_name_table_and_permutation():
+    """On purpose (reference.py's docstring says why): the reference translates names and permutes rows with
+    its own code, so its export and import cross-check ours. It shares only the reading of config.json."""
+    tree = ast.parse(Path(R.__file__).read_text(encoding="utf-8"))
+    ours = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+            and (node.module or "").startswith("tinyllm_lab") for alias in node.names}
+    assert ours == {("tinyllm_lab.config", "ModelConfig"), ("tinyllm_lab.weights", "config_from_hf")}
+    assert "config_from_hf" in R.__doc__ and "independent" in R.__doc__
+
+
 # --- the config ----------------------------------------------------------------------------------
 
 def test_config_round_trips():
@@ -174,17 +203,106 @@ def test_plain_rope_scaling_entries_are_accepted():
     assert W.config_from_hf(hf) == COURSE_MODEL
 
 
-@pytest.mark.parametrize("key", ["hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size", "rms_norm_eps"])
-def test_config_names_a_missing_key(key):
+@pytest.mark.parametrize("key", ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                                 "vocab_size", "max_position_embeddings", "rms_norm_eps"])
+@pytest.mark.parametrize("null", [False, True])
+def test_config_names_a_missing_key(key, null):
     hf = R.hf_config(COURSE_MODEL)
-    del hf[key]
-    with pytest.raises(ValueError, match=f"config.json has no {key}"):
+    if null:
+        hf[key] = None  # a required key has no default: null is as good as absent
+    else:
+        del hf[key]
+    with pytest.raises(ValueError, match=f"config.json: no {key} \\(absent or null\\)"):
         W.config_from_hf(hf)
 
 
 def test_config_values_are_validated_by_model_config():
-    with pytest.raises(ValueError, match="n_heads = 4 is not divisible by n_kv_heads = 3"):
+    with pytest.raises(ValueError, match=r"n_heads = 4 is not divisible by n_kv_heads = 3 .*"
+                                         r"num_attention_heads=4, num_key_value_heads=3"):
         W.config_from_hf({**R.hf_config(COURSE_MODEL), "num_key_value_heads": 3})
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"num_attention_heads": 0, "head_dim": None}, "n_heads"),   # no head_dim: hidden_size // 0 is not computed
+    ({"num_attention_heads": -4, "head_dim": None}, "n_heads"),
+    ({"num_key_value_heads": 0}, "n_kv_heads"),                  # an explicit 0 is not "absent"
+    ({"head_dim": 0}, "head_dim"),
+    ({"hidden_size": 0}, "dim"),
+])
+def test_config_explicit_zeros_and_negatives_are_refused_naming_the_key(change, field):
+    hf = {key: value for key, value in {**R.hf_config(COURSE_MODEL), **change}.items() if value is not None}
+    key, value = next(iter(change.items()))
+    with pytest.raises(ValueError, match=rf"ModelConfig.{field} must be a positive integer, got {value}.*{key}={value}"):
+        W.config_from_hf(hf)
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("rms_norm_eps", "abc", "a number"),
+    ("rms_norm_eps", True, "a number"),
+    ("rope_theta", "1e4", "a number"),
+    ("num_attention_heads", 4.0, "an integer"),
+    ("num_attention_heads", "4", "an integer"),
+    ("num_key_value_heads", True, "an integer"),
+    ("head_dim", 64.5, "an integer"),
+    ("hidden_size", [256], "an integer"),
+    ("max_position_embeddings", 1e3, "an integer"),
+    ("tie_word_embeddings", "false", "true or false"),
+    ("tie_word_embeddings", 0, "true or false"),
+])
+def test_config_values_of_the_wrong_type_are_named(key, value, expected):
+    hf = {**R.hf_config(COURSE_MODEL), key: value}
+    with pytest.raises(ValueError, match=rf"config.json: {re.escape(f'{key}={value!r}')} \(expected {expected}\)"):
+        W.config_from_hf(hf)
+
+
+def test_config_type_errors_are_listed_in_one_error_before_any_arithmetic():
+    hf = {**R.hf_config(COURSE_MODEL), "rms_norm_eps": "abc", "num_attention_heads": "4", "vocab_size": 1.6e4}
+    del hf["head_dim"]  # the default would divide hidden_size by num_attention_heads
+    del hf["hidden_size"]
+    with pytest.raises(ValueError) as info:
+        W.config_from_hf(hf)
+    message = str(info.value)
+    for part in ["no hidden_size", "num_attention_heads='4' (expected an integer)",
+                 "vocab_size=16000.0 (expected an integer)", "rms_norm_eps='abc' (expected a number)"]:
+        assert part in message, part
+
+
+def test_rope_theta_inside_rope_parameters_is_type_checked_too():
+    hf = R.hf_config(COURSE_MODEL)
+    del hf["rope_theta"]
+    hf["rope_parameters"] = {"rope_type": "default", "rope_theta": "10000"}
+    with pytest.raises(ValueError, match=r"rope_parameters.rope_theta='10000' \(expected a number\)"):
+        W.config_from_hf(hf)
+
+
+def test_config_null_means_the_default_for_every_optional_key():
+    hf = {**R.hf_config(COURSE_MODEL), "num_key_value_heads": None, "head_dim": None, "rope_theta": None,
+          "tie_word_embeddings": None, "rope_parameters": None}
+    config = W.config_from_hf(hf)
+    assert (config.n_kv_heads, config.head_dim, config.rope_theta, config.tie_embeddings) == (4, 64, 10000.0, False)
+    assert type(config.norm_eps) is type(config.rope_theta) is float
+
+
+def test_config_integer_rope_theta_and_eps_are_numbers():
+    config = W.config_from_hf({**R.hf_config(COURSE_MODEL), "rope_theta": 500000, "rms_norm_eps": 1})
+    assert (config.rope_theta, config.norm_eps) == (500000.0, 1.0)
+    assert type(config.rope_theta) is type(config.norm_eps) is float
+
+
+def test_config_derived_head_dim_that_does_not_fit_names_its_keys():
+    hf = {**R.hf_config(COURSE_MODEL), "hidden_size": 260}  # head_dim 64 given: 4 * 64 != 260
+    with pytest.raises(ValueError, match=r"but dim = 260 .*hidden_size=260"):
+        W.config_from_hf(hf)
+    del hf["head_dim"]  # the default, 260 // 4 = 65, is odd
+    with pytest.raises(ValueError, match=r"head_dim = 65 must be even .*head_dim absent or null: "
+                                         r"hidden_size // num_attention_heads"):
+        W.config_from_hf(hf)
+
+
+@pytest.mark.parametrize("key", ["rope_parameters", "rope_scaling"])
+def test_config_rope_entries_must_be_objects(key):
+    with pytest.raises(ValueError, match=rf"{key}='plain' \(expected a JSON object\)"):
+        W.config_from_hf({**R.hf_config(COURSE_MODEL), key: "plain"})
 
 
 # --- one aggregated error ------------------------------------------------------------------------

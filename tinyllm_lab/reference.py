@@ -12,6 +12,12 @@ H query heads, K key/value heads, Dh head dim, F hidden dim, V vocab, S cached p
 Hugging Face interop lives here too, in one place: `hf_state_dict` / `from_hf_state_dict` translate
 names and apply the one named weight permutation (`interleaved_to_half_split`); `save_hf_folder` /
 `load_hf_folder` write and read a folder that `transformers.LlamaForCausalLM` also loads.
+The name table (`HF_NAMES`, `HF_LAYER_NAMES`) and the permutation (`half_split_to_interleaved`)
+repeat what `tinyllm_lab.weights` does, deliberately: the reference is an independent
+implementation, so its export and import cross-check the engine's loader (and `transformers`
+loading `weights/` checks both). Only config.json is read through the engine's
+`weights.config_from_hf`, shared on purpose so that both engines build the same `ModelConfig`;
+`transformers`, which reads config.json its own way, guards it in tests/test_weights.py.
 """
 
 import json

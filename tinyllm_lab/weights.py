@@ -3,13 +3,15 @@
 
 """Day 6 the loader: a Hugging Face Llama folder (config.json + model.safetensors) -> a ready `Model`.
 
-The one place where Hugging Face's names are translated into the Meta / llama2.c names the
-engine uses, and where HF's half-split RoPE layout is converted to our interleaved one. Every
+The engine's one place where Hugging Face's names (weights and config.json keys) are translated
+into the Meta / llama2.c names it uses, and where HF's half-split RoPE layout is converted to our
+interleaved one (the PyTorch reference keeps an independent copy of both, to cross-check). Every
 tensor is checked against the config first, and one ValueError lists all that do not fit:
 `load_model("weights")` -> Model.
 """
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,62 @@ def hf_name(name):  # our name -> Hugging Face's
     return HF_NAMES[name]
 
 
+# ModelConfig field -> (its config.json key, the JSON type its value must have): the config's name table.
+HF_CONFIG_KEYS = {
+    "dim": ("hidden_size", int),
+    "n_layers": ("num_hidden_layers", int),
+    "n_heads": ("num_attention_heads", int),
+    "n_kv_heads": ("num_key_value_heads", int),
+    "head_dim": ("head_dim", int),
+    "hidden_dim": ("intermediate_size", int),
+    "vocab_size": ("vocab_size", int),
+    "max_seq_len": ("max_position_embeddings", int),
+    "norm_eps": ("rms_norm_eps", float),
+    "rope_theta": ("rope_theta", float),  # transformers 5.x writes it only inside rope_parameters
+    "tie_embeddings": ("tie_word_embeddings", bool),
+}
+# The optional fields, with Hugging Face's default in words (for error messages); the rest are required.
+DEFAULTS = {"n_kv_heads": "num_attention_heads", "head_dim": "hidden_size // num_attention_heads",
+            "rope_theta": "10000.0", "tie_embeddings": "false"}
+
+
+def _is_json(value, kind):
+    """Is a parsed JSON value of this kind? `true` parses to True, an int in Python: not a count, not a number."""
+    if kind is bool:
+        return isinstance(value, bool)
+    return isinstance(value, int if kind is int else (int, float)) and not isinstance(value, bool)
+
+
+def hf_config_values(hf):  # dict of config.json -> {ModelConfig field: (key, value)}
+    """Every value config.json gives (absent or null: not given), type-checked; one ValueError for all problems."""
+    given, problems = {}, []
+    for field, (key, kind) in HF_CONFIG_KEYS.items():
+        value = hf.get(key)
+        if field == "rope_theta" and value is None:  # transformers 5.x writes it only here
+            key, value = "rope_parameters.rope_theta", (hf.get("rope_parameters") or {}).get("rope_theta")
+        if value is None:
+            if field not in DEFAULTS:
+                problems.append(f"no {key} (absent or null)")
+        elif not _is_json(value, kind):
+            expected = {int: "an integer", float: "a number", bool: "true or false"}[kind]
+            problems.append(f"{key}={value!r} (expected {expected})")
+        else:
+            given[field] = (key, value)
+    if problems:
+        raise ValueError("config.json: " + "; ".join(problems) + " (is it a Hugging Face Llama config?)")
+    return given
+
+
+def _hf_keys_named_in(message, given):  # a ModelConfig error, {field: (key, value)} -> str
+    """The config.json keys behind the ModelConfig fields that a message names: 'num_attention_heads=0, ...'."""
+    keys = []
+    for field, (key, _) in HF_CONFIG_KEYS.items():
+        if re.search(rf"\b{field}\b", message):
+            keys.append(f"{given[field][0]}={given[field][1]!r}" if field in given
+                        else f"{key} absent or null: {DEFAULTS[field]}")
+    return ", ".join(keys)
+
+
 def unsupported_features(hf):  # dict of config.json -> list of str
     """What a Hugging Face config asks for that this engine does not implement (empty: nothing)."""
     problems = []
@@ -56,30 +114,35 @@ def unsupported_features(hf):  # dict of config.json -> list of str
             problems.append(f"{flag}=true (this model has no biases)")
     for key in ("rope_scaling", "rope_parameters"):  # transformers 4.x, 5.x
         rope = hf.get(key) or {}
-        if rope.get("rope_type", rope.get("type", "default")) != "default":
+        if not isinstance(rope, dict):
+            problems.append(f"{key}={rope!r} (expected a JSON object)")
+        elif rope.get("rope_type", rope.get("type", "default")) != "default":
             problems.append(f"RoPE scaling {key}={rope!r} (only plain RoPE is supported)")
     return problems
 
 
 def config_from_hf(hf):  # dict of config.json -> ModelConfig
-    """A ModelConfig from a Hugging Face Llama config.json; ValueError for a missing key or an unsupported feature."""
+    """A ModelConfig from a Hugging Face Llama config.json: only an absent or null key takes HF's default.
+
+    ValueError for an unsupported feature, a missing key or a value of the wrong type (all listed in
+    one error), and for values ModelConfig refuses (with the config.json keys they came from).
+    """
     problems = unsupported_features(hf)
     if problems:
         raise ValueError("unsupported Hugging Face config: " + "; ".join(problems))
-    required = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
-                "max_position_embeddings", "rms_norm_eps")
-    missing = [key for key in required if key not in hf]
-    if missing:
-        raise ValueError(f"config.json has no {', '.join(missing)}: is it a Hugging Face Llama config?")
-    n_heads = hf["num_attention_heads"]
-    rope_theta = hf.get("rope_theta", (hf.get("rope_parameters") or {}).get("rope_theta", 10000.0))
-    return ModelConfig(
-        dim=hf["hidden_size"], n_layers=hf["num_hidden_layers"], n_heads=n_heads,
-        n_kv_heads=hf.get("num_key_value_heads") or n_heads,             # absent or null: one kv head per head
-        head_dim=hf.get("head_dim") or hf["hidden_size"] // n_heads,
-        hidden_dim=hf["intermediate_size"], vocab_size=hf["vocab_size"],
-        max_seq_len=hf["max_position_embeddings"], norm_eps=float(hf["rms_norm_eps"]),
-        rope_theta=float(rope_theta), tie_embeddings=bool(hf.get("tie_word_embeddings", False)))  # HF's default
+    given = hf_config_values(hf)  # {field: (config.json key, value)}, types checked
+    v = {field: value for field, (_, value) in given.items()}
+    n_heads = v["n_heads"]
+    # HF's default head_dim. With n_heads <= 0 there is nothing to divide by: ModelConfig refuses n_heads first.
+    head_dim = v.get("head_dim", v["dim"] // n_heads if n_heads > 0 else 0)
+    try:
+        return ModelConfig(
+            dim=v["dim"], n_layers=v["n_layers"], n_heads=n_heads, n_kv_heads=v.get("n_kv_heads", n_heads),
+            head_dim=head_dim, hidden_dim=v["hidden_dim"], vocab_size=v["vocab_size"], max_seq_len=v["max_seq_len"],
+            norm_eps=float(v["norm_eps"]), rope_theta=float(v.get("rope_theta", 10000.0)),
+            tie_embeddings=v.get("tie_embeddings", False))
+    except ValueError as e:  # ModelConfig names its fields; add the config.json keys they came from
+        raise ValueError(f"{e} (config.json: {_hf_keys_named_in(str(e), given)})") from None
 
 
 def check_tensors(config, tensors):  # ModelConfig, {HF name: array} -> None
@@ -113,12 +176,14 @@ def weights_from_tensors(config, tensors):  # ModelConfig, {HF name: array} -> M
     def get(name):  # our name -> float32 array (F16 widened exactly)
         return np.ascontiguousarray(tensors[hf_name(name)], dtype=np.float32)
 
-    def layer(i):
-        w = {field: get(f"layers.{i}.{field}") for field in LayerWeights.__dataclass_fields__}
-        # HF's q/k rows are in the half-split RoPE layout; apply_rope pairs interleaved rows.
-        w["wq"] = half_split_to_interleaved_rows(w["wq"], config.n_heads)
-        w["wk"] = half_split_to_interleaved_rows(w["wk"], config.n_kv_heads)
-        return LayerWeights(**w)
+    def layer(i):  # HF's q/k rows are in the half-split RoPE layout; apply_rope pairs interleaved rows
+        return LayerWeights(
+            attention_norm=get(f"layers.{i}.attention_norm"),
+            wq=half_split_to_interleaved_rows(get(f"layers.{i}.wq"), config.n_heads),
+            wk=half_split_to_interleaved_rows(get(f"layers.{i}.wk"), config.n_kv_heads),
+            wv=get(f"layers.{i}.wv"), wo=get(f"layers.{i}.wo"),
+            ffn_norm=get(f"layers.{i}.ffn_norm"),
+            w1=get(f"layers.{i}.w1"), w3=get(f"layers.{i}.w3"), w2=get(f"layers.{i}.w2"))  # gate, up, down
 
     embeddings = get("tok_embeddings")
     return ModelWeights(tok_embeddings=embeddings, layers=[layer(i) for i in range(config.n_layers)],
