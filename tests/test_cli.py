@@ -224,9 +224,17 @@ BROKEN = {  # case: (build the folder, a fragment the error line must contain)
     "config.json missing a field": (files(**{"config.json": config(hidden_size=None)}), "hidden_size"),
     "config.json with the wrong vocab": (files(**{"config.json": config(vocab_size=300)}), "model.embed_tokens.weight"),
     "config.json with impossible heads": (files(**{"config.json": config(num_attention_heads=3)}), "n_heads"),
-    "config.json with a text number": (files(**{"config.json": config(hidden_size="256")}), "dim"),
+    "config.json with a text number": (files(**{"config.json": config(hidden_size="256")}), "hidden_size"),
     "config.json with another EOS": (files(**{"config.json": config(eos_token_id=5)}), "eos_token_id"),
+    "tokenizer.json without a vocab": (lambda folder, b: weights_folder(folder, **{"tokenizer.json": without_vocab()}),
+                                       "has no 'vocab' field"),
 }
+
+
+def without_vocab():  # -> a tokenizer.json whose BPE model has no vocab, as text
+    data = tokenizer_json(Tokenizer([]))
+    del data["model"]["vocab"]
+    return json.dumps(data)
 
 
 @pytest.mark.parametrize("case", BROKEN)
@@ -234,3 +242,30 @@ def test_broken_weights_give_one_line(case, tmp_path, model_bytes):
     build, fragment = BROKEN[case]
     folder = build(tmp_path / "weights", model_bytes)
     assert_one_error_line(run(PROMPT, "--weights", str(folder), "--max-new-tokens", "2"), 1, fragment)
+
+
+# ---- the boundary: anything raised while loading is one line naming the folder; later, a traceback --------
+
+@pytest.mark.parametrize("changes", [dict(num_attention_heads=0), dict(rms_norm_eps="abc")])
+def test_config_values_that_break_the_loader_give_one_line_naming_the_folder(changes, tmp_path):
+    folder = weights_folder(tmp_path / "weights", **{"config.json": config(**changes)})
+    assert_one_error_line(run(PROMPT, "--weights", str(folder), "--max-new-tokens", "2"), 1,
+                          f"cannot load the model in {folder}: ")
+
+
+def test_an_unexpected_exception_while_loading_gives_one_line(monkeypatch, capsys):
+    def load_model(folder):
+        raise ZeroDivisionError("integer division or modulo by zero")  # what no loader check foresaw
+    monkeypatch.setattr(cli, "load_model", load_model)
+    assert cli.main([PROMPT, "--weights", str(WEIGHTS)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"tinyllm-lab: error: cannot load the model in {WEIGHTS}: ZeroDivisionError: integer division or modulo by zero\n"
+
+
+def test_an_exception_during_generation_is_not_hidden(monkeypatch):
+    def stream(self, *args):  # a bug in the engine, after the weights loaded fine
+        raise ZeroDivisionError("a bug")
+        yield
+    monkeypatch.setattr(cli.Session, "stream", stream)
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        cli.main([PROMPT, "--max-new-tokens", "2"])

@@ -140,6 +140,25 @@ def test_softmax_all_minus_inf_slice_raises():
     np.testing.assert_array_equal(softmax(x, axis=0), [[1.0, 1.0], [0.0, 0.0]])  # no column is
 
 
+@pytest.mark.parametrize("bad, message", [(np.nan, "contains nan"), (np.inf, r"contains \+inf")])
+def test_softmax_nan_or_plus_inf_raises_naming_it(bad, message):
+    x = np.zeros((3, 4), dtype=np.float32)
+    x[1, 2] = bad  # one entry of one row: the other rows are fine, the call still refuses
+    with pytest.raises(ValueError, match=message):
+        softmax(x)
+    with pytest.raises(ValueError, match=message):
+        softmax(x, axis=0)
+    x[1] = -np.inf
+    x[1, 2] = bad  # a masked row with one bad entry: the bad entry is named, not the mask
+    with pytest.raises(ValueError, match=message):
+        softmax(x)
+
+
+def test_softmax_nan_beside_plus_inf_is_reported_as_nan():
+    with pytest.raises(ValueError, match="contains nan"):
+        softmax(np.array([np.inf, np.nan, 0.0], dtype=np.float32))
+
+
 def test_rms_norm_of_zero_vector_is_zero():
     y = rms_norm(np.zeros((2, 16), dtype=np.float32), np.ones(16, dtype=np.float32))
     assert y.dtype == np.float32

@@ -210,6 +210,23 @@ def test_apply_rope_rejects_positions_outside_table(positions):
         apply_rope(x, cos, sin, positions)
 
 
+@pytest.mark.parametrize("positions, dtype", [(np.array([0.0, 1.0]), "float64"), ([0.0, 1.0], "float64"),
+                                              (np.array([0, 1], dtype=np.float32), "float32"),
+                                              (np.array([True, False]), "bool")])
+def test_apply_rope_rejects_positions_that_are_not_integers(positions, dtype):
+    cos, sin = rope_tables(8, 16)
+    with pytest.raises(ValueError, match=f"positions must be integers.*got dtype {dtype}"):
+        apply_rope(np.ones((2, 1, 8), dtype=np.float32), cos, sin, positions)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8])
+def test_apply_rope_takes_any_integer_positions(dtype):
+    cos, sin = rope_tables(8, 16)
+    x = randn(np.random.default_rng(4), (3, 2, 8))
+    np.testing.assert_array_equal(apply_rope(x, cos, sin, np.array([0, 5, 9], dtype=dtype)),
+                                  apply_rope(x, cos, sin, [0, 5, 9]))
+
+
 def test_apply_rope_rejects_tables_of_the_wrong_width():
     cos, sin = rope_tables(16, 16)  # made for head_dim 16
     with pytest.raises(ValueError, match=r"cos/sin tables have shapes \(16, 8\), \(16, 8\); expected \[S, 4\]"):

@@ -10,6 +10,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import pre_tokenizers
 
 from tinyllm_lab import corpus
+from tinyllm_lab import tokenizer as tokenizer_module
 from tinyllm_lab.tokenizer import (
     BOS_TOKEN, EOS_TOKEN, PATTERN, StreamDecoder, Tokenizer, apply_merges, apply_merges_fast, best_pair, merge,
     n_merges, pair_counts, pretokenize, tokenizer_json, train_bpe, train_bpe_fast, word_counts,
@@ -362,6 +363,37 @@ def test_load_refuses_a_file_that_would_encode_differently(small, tmp_path, corr
     path.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ValueError, match=message):
         Tokenizer.load(path)
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda d: d["model"].pop("vocab"), "the BPE model has no 'vocab' field"),
+    (lambda d: d["model"].pop("merges"), "the BPE model has no 'merges' field"),
+    (lambda d: d["model"]["merges"].insert(0, "Ġ zzz"), r"merge 0 \('Ġ' \+ 'zzz'\) uses the token 'zzz', which is not in"),
+    (lambda d: d["model"]["vocab"].pop("Ġ"), "uses the token 'Ġ', which is not in the vocab"),
+    (lambda d: d["added_tokens"][0].pop("id"), "expected added tokens"),
+    (lambda d: d["added_tokens"].reverse(), None),  # the order of the added tokens does not matter
+])
+def test_load_names_a_missing_field_or_token(small, tmp_path, corrupt, message):
+    data = json.loads(json.dumps(tokenizer_json(small)))  # a deep copy
+    corrupt(data)
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    if message is None:
+        assert Tokenizer.load(path).merges == small.merges
+    else:
+        with pytest.raises(ValueError, match=message):
+            Tokenizer.load(path)
+
+
+def test_encode_cache_keeps_to_its_limits(small, monkeypatch):
+    monkeypatch.setattr(tokenizer_module, "CACHE_MAX_ENTRIES", 3)
+    tok = Tokenizer(small.merges)  # a fresh, empty cache
+    long_word = "a" * (tokenizer_module.CACHE_MAX_PIECE_CHARS + 1)
+    text = SONNET + long_word + VARIED
+    assert tok.encode(text) == tok.encode(text) == small.encode(text)  # cached or not: the same ids
+    assert len(tok._cache) == 3 and long_word not in tok._cache
+    ids_of = {piece: apply_merges_fast(piece.encode("utf-8"), tok.ranks) for piece in tok._cache}
+    assert tok._cache == ids_of
 
 
 def test_tokenizer_refuses_bad_merges():

@@ -80,37 +80,41 @@ def parse_args(argv):
 
 
 def one_line(error):  # an exception -> its message on one line (some loader messages list problems on lines)
-    if isinstance(error, KeyError):
-        return f"no field {error.args[0]!r}"
-    if isinstance(error, (TypeError, AttributeError, IndexError)):
-        return f"not laid out as expected ({error})"
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return " ".join(lines[:1] + ["; ".join(lines[1:])]).strip() or type(error).__name__
+    message = " ".join(lines[:1] + ["; ".join(lines[1:])]).strip()
+    if isinstance(error, (ValueError, OSError)):  # the loaders' own errors, and unreadable files: self-explanatory
+        return message or type(error).__name__
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__  # the type is part of the clue
 
 
 def load(folder):  # -> (Model, Tokenizer), or CLIError saying what is wrong with the folder
+    """Read the three files of `folder`; ANY exception while doing so becomes a one-line CLIError.
+
+    The boundary: loading parses files that anyone can hand us, so whatever a file makes the
+    loaders raise (bad JSON, a field of the wrong type, a config whose numbers make the loader
+    divide by zero, ...) is reported as a problem with that folder, exit status 1. Nothing after
+    `load` is caught this way: once the files have loaded and been checked, an exception during
+    generation is a bug in the engine, and it keeps its traceback.
+    """
     if not folder.is_dir():
         problem = "does not exist" if not folder.exists() else "is not a folder"
         raise CLIError(f"weights folder {folder} {problem} (pass --weights FOLDER)")
     missing = [name for name in WEIGHT_FILES if not (folder / name).is_file()]
     if missing:
         raise CLIError(f"weights folder {folder} has no {', '.join(missing)} (it needs {', '.join(WEIGHT_FILES)})")
-    # Everything a broken file can raise while being parsed: bad JSON, bad safetensors, missing
-    # or ill-typed fields (KeyError, TypeError, AttributeError), unreadable files (OSError).
-    broken = (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError)
     try:
         hf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except broken as e:
+    except Exception as e:
         raise CLIError(f"cannot read {folder / 'config.json'}: {one_line(e)}") from None
     if not isinstance(hf, dict):
         raise CLIError(f"{folder / 'config.json'} is not a JSON object, so not a Hugging Face config")
     try:
         model = load_model(folder)
-    except broken as e:
+    except Exception as e:
         raise CLIError(f"cannot load the model in {folder}: {one_line(e)}") from None
     try:
         tokenizer = Tokenizer.load(folder / "tokenizer.json")
-    except broken as e:
+    except Exception as e:
         raise CLIError(f"cannot load {folder / 'tokenizer.json'}: {one_line(e)}") from None
     if tokenizer.vocab_size != model.config.vocab_size:
         raise CLIError(f"{folder}: tokenizer.json has {tokenizer.vocab_size} tokens but config.json has "

@@ -27,10 +27,16 @@ def softmax(x, axis=-1):  # [..., N] -> [..., N]
 
     torch: `torch.softmax(x, dim=axis)`. `[0., 0.] -> [0.5, 0.5]`; `[1000., 0.] -> [1., 0.]`
     (the naive formula gives nan). `-inf` entries get probability 0. A slice that is entirely
-    `-inf` has no distribution (0 / 0): it raises ValueError instead of silently returning nan.
+    `-inf` (0 / 0), or that holds a nan or a +inf (inf - inf), has no distribution: it raises
+    ValueError instead of silently returning nan.
     """
-    x_max = np.max(x, axis=axis, keepdims=True)
-    if np.any(x_max == -np.inf):
+    x_max = np.max(x, axis=axis, keepdims=True)  # nan if the slice holds a nan, +inf if it holds +inf
+    if not np.all(np.isfinite(x_max)):  # one check per slice, on its maximum, not on every entry
+        if np.any(np.isnan(x_max)):
+            raise ValueError("softmax: the input contains nan, so it has no probability distribution")
+        if np.any(x_max == np.inf):
+            raise ValueError("softmax: the input contains +inf; exp(x - max) would be exp(inf - inf) = nan, "
+                             "so it has no probability distribution")
         raise ValueError("softmax: a slice along the axis is entirely -inf (every entry masked), "
                          "so it has no probability distribution")
     e = np.exp(x - x_max)  # the largest entry becomes exp(0) = 1: no overflow, sum >= 1

@@ -42,8 +42,8 @@ def apply_rope(x, cos, sin, positions):  # [T, H, Dh], [S, Dh/2], [S, Dh/2], [T]
     Layout: INTERLEAVED pairs (RoFormer, Meta, llama2.c), i.e. in complex form
     `(x[2i] + 1j * x[2i+1]) * exp(1j * m * theta_i)`. Hugging Face's `rotate_half` pairs x[i]
     with x[i + Dh/2] instead: convert such q/k weights with `half_split_to_interleaved_rows`.
-    `positions[t]` is the absolute position of token t; the tables from `rope_tables` must
-    cover it. Position 0 is the identity.
+    `positions[t]` is the absolute position of token t, an integer; the tables from
+    `rope_tables` must cover it. Position 0 is the identity.
     """
     T, _, Dh = x.shape
     if Dh % 2 != 0:
@@ -53,6 +53,8 @@ def apply_rope(x, cos, sin, positions):  # [T, H, Dh], [S, Dh/2], [S, Dh/2], [T]
     positions = np.asarray(positions)
     if positions.shape != (T,):
         raise ValueError(f"apply_rope: positions has shape {positions.shape}, expected ({T},) for x of shape {x.shape}")
+    if positions.dtype.kind not in "iu":  # they index rows of the tables: 2.0 or True is not a row
+        raise ValueError(f"apply_rope: positions must be integers (token indices), got dtype {positions.dtype}")
     if T and (positions.min() < 0 or positions.max() >= cos.shape[0]):
         raise ValueError(f"apply_rope: positions {positions.min()}..{positions.max()} are outside the "
                          f"precomputed table of {cos.shape[0]} positions (0..{cos.shape[0] - 1}); "

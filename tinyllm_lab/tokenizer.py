@@ -165,11 +165,21 @@ def apply_merges_fast(ids, ranks):  # list of ids, {(a, b): rank} -> list of ids
     return [t for t in ids if t is not None]
 
 
+# Bounds of the pre-token cache of `Tokenizer.encode`, which only saves time (measured on the
+# course corpus: 1.7 s instead of 15 s to encode its 5 MB). Words are short (the corpus's longest
+# pre-token has 63 characters) and few (36,314 distinct), so these limits never bind there; they
+# keep one huge or endless input from filling memory: a long run without split points is not
+# kept, and after CACHE_MAX_ENTRIES distinct pre-tokens new ones are merged but not remembered.
+CACHE_MAX_PIECE_CHARS = 64
+CACHE_MAX_ENTRIES = 100_000
+
+
 class Tokenizer:
     """Byte-level BPE: `encode(text) -> ids`, `decode(ids) -> text`.
 
     `merges[r] = (a, b)` joins ids a and b into id 256 + r. `vocab[i]` is the bytes of id i
-    (the special tokens' text for BOS and EOS). Encoding caches the ids of short pre-tokens.
+    (the special tokens' text for BOS and EOS). Encoding caches the ids of short pre-tokens
+    (see CACHE_MAX_PIECE_CHARS, CACHE_MAX_ENTRIES).
     """
 
     def __init__(self, merges):
@@ -201,7 +211,7 @@ class Tokenizer:
             piece_ids = self._cache.get(piece)
             if piece_ids is None:
                 piece_ids = apply_merges_fast(piece.encode("utf-8"), self.ranks)
-                if len(piece) <= 64 and len(self._cache) < 100_000:  # repeated words are common
+                if len(piece) <= CACHE_MAX_PIECE_CHARS and len(self._cache) < CACHE_MAX_ENTRIES:
                     self._cache[piece] = piece_ids
             ids.extend(piece_ids)
         return ids + [self.eos_id] if eos else ids
@@ -334,18 +344,25 @@ def tokenizer_from_json(data):  # dict -> Tokenizer
         raise ValueError("tokenizer.json: expected a BPE model with the pre-tokenizer of tinyllm_lab.tokenizer "
                          f"(Split on PATTERN, then ByteLevel) and no normalizer; got model type "
                          f"{model.get('type')!r}, pre_tokenizer {data.get('pre_tokenizer')!r}")
+    for field in ("vocab", "merges"):
+        if field not in model:
+            raise ValueError(f"tokenizer.json: the BPE model has no {field!r} field")
     vocab = model["vocab"]
     merges = []
     for r, m in enumerate(model["merges"]):
         left, right = m.split(" ") if isinstance(m, str) else m
+        for name in (left, right):
+            if name not in vocab:
+                raise ValueError(f"tokenizer.json: merge {r} ({left!r} + {right!r}) uses the token {name!r}, "
+                                 "which is not in the vocab")
         merges.append((vocab[left], vocab[right]))
     tokenizer = Tokenizer(merges)
     for name, i in vocab.items():
         if not 0 <= i < tokenizer.bos_id or token_string(tokenizer.vocab[i]) != name:
             raise ValueError(f"tokenizer.json: token {name!r} has id {i}; this layout needs byte b at id b "
                              "and merge r at id 256 + r")
-    special = sorted((t["id"], t["content"]) for t in data.get("added_tokens", []))
-    if special != [(tokenizer.bos_id, BOS_TOKEN), (tokenizer.eos_id, EOS_TOKEN)]:
+    special = [(t.get("id"), t.get("content")) for t in data.get("added_tokens", [])]
+    if Counter(special) != Counter([(tokenizer.bos_id, BOS_TOKEN), (tokenizer.eos_id, EOS_TOKEN)]):  # any order
         raise ValueError(f"tokenizer.json: expected added tokens {BOS_TOKEN} = {tokenizer.bos_id} and "
                          f"{EOS_TOKEN} = {tokenizer.eos_id}, got {special}")
     return tokenizer
