@@ -1,12 +1,12 @@
-"""Day 4 KV cache: its invariants, one test each, and cached decoding == one full causal pass."""
+"""Day 4 KV cache: its invariants, one test each, and cached attention == one full causal pass."""
 
 import numpy as np
 import pytest
 
-from tinyllm_lab.attention import attention, causal_mask, merge_heads, self_attention, split_heads
-from tinyllm_lab.kv_cache import KVCache
-from tinyllm_lab.ops import linear, rms_norm
-from tinyllm_lab.rope import apply_rope, rope_tables
+from tinyllm_lab.attention import self_attention
+from tinyllm_lab.kv_cache import KVCache, cached_self_attention
+from tinyllm_lab.ops import rms_norm
+from tinyllm_lab.rope import rope_tables
 
 
 def randn(rng, *shape):
@@ -17,7 +17,7 @@ def randn(rng, *shape):
 
 def test_a_new_cache_is_preallocated_empty_float32():
     cache = KVCache(2, 16, 4, 8)
-    assert cache.pos == 0
+    assert cache.pos == 0 and cache.written.tolist() == [0, 0]
     for a in (cache.keys, cache.values):
         assert a.shape == (2, 16, 4, 8) and a.dtype == np.float32 and not a.any()
     assert cache.keys is not cache.values and not np.shares_memory(cache.keys, cache.values)
@@ -52,6 +52,8 @@ def test_update_writes_at_pos_returns_everything_so_far_and_does_not_advance():
     assert cache.pos == 0, "update must not move pos: every layer writes the same positions"
     assert np.array_equal(keys, k0) and np.array_equal(values, v0)
     assert not cache.keys[0].any(), "layer 0 was not written"
+    assert cache.written.tolist() == [0, 3]
+    cache.update(0, k0, v0)
     cache.advance(3)
     k1, v1 = randn(rng, 1, 2, 4), randn(rng, 1, 2, 4)
     keys, values = cache.update(1, k1, v1)
@@ -69,8 +71,55 @@ def test_pos_advances_by_exactly_the_tokens_fed(chunks):
             assert keys.shape[0] == fed + T
         cache.advance(T)
         fed += T
-        assert cache.pos == fed
+        assert cache.pos == fed and cache.written.tolist() == [fed, fed]
     assert cache.pos == 64 and cache.keys.all()
+
+
+@pytest.mark.parametrize("writes,n,layers", [
+    ({0: 3}, 5, r"\[0, 1\]"),        # the reviewer's case: layer 1 skipped, positions 3-4 never written
+    ({0: 3}, 3, r"\[1\]"),           # layer 1 skipped
+    ({0: 3, 1: 3}, 5, r"\[0, 1\]"),  # fewer tokens written than advanced over
+    ({0: 3, 1: 3}, 2, r"\[0, 1\]"),  # more written than advanced over: position 2 would be overwritten later
+    ({0: 3, 1: 2}, 3, r"\[1\]"),     # the layers disagree
+    ({}, 1, r"\[0, 1\]"),            # nothing written at all
+])
+def test_advance_refuses_unless_every_layer_wrote_exactly_the_n_positions(writes, n, layers):
+    cache = KVCache(2, 8, 1, 2)
+    for layer, T in writes.items():
+        cache.update(layer, np.ones((T, 1, 2), np.float32), np.ones((T, 1, 2), np.float32))
+    written = cache.written.copy()
+    with pytest.raises(ValueError, match=rf"advance\({n}\) from position 0: layers {layers} .* positions 0\.\.{n - 1}"):
+        cache.advance(n)
+    assert cache.pos == 0 and np.array_equal(cache.written, written)  # nothing moved
+
+
+def test_advance_names_what_each_layer_wrote():
+    cache = KVCache(3, 8, 1, 2)
+    cache.advance(0)  # no tokens: nothing to write, a no-op
+    for layer in range(3):
+        cache.update(layer, np.ones((2, 1, 2), np.float32), np.ones((2, 1, 2), np.float32))
+    cache.advance(2)
+    cache.update(0, np.ones((4, 1, 2), np.float32), np.ones((4, 1, 2), np.float32))
+    cache.update(1, np.ones((1, 1, 2), np.float32), np.ones((1, 1, 2), np.float32))
+    with pytest.raises(ValueError, match=r"advance\(1\) from position 2: layers \[0, 2\] did not write exactly positions "
+                                         r"2\.\.2 \(1 token\(s\)\); tokens written since position 2: "
+                                         r"layer 0: 4, layer 1: 1, layer 2: 0"):
+        cache.advance(1)
+
+
+def test_a_layer_cannot_write_twice_before_advance():
+    rng = np.random.default_rng(7)
+    cache = KVCache(2, 8, 2, 4)
+    k = randn(rng, 3, 2, 4)
+    cache.update(0, k, k)
+    keys = cache.keys.copy()
+    with pytest.raises(ValueError, match=r"layer 0 already wrote positions 0\.\.2 .* advance\(\)"):
+        cache.update(0, randn(rng, 2, 2, 4), randn(rng, 2, 2, 4))
+    assert np.array_equal(cache.keys, keys) and cache.written.tolist() == [3, 0]  # the refused write changed nothing
+    cache.update(1, k, k)
+    cache.advance(3)
+    cache.update(0, k[:1], k[:1])  # after advance, each layer writes again, at the new position
+    assert cache.written.tolist() == [4, 3]
 
 
 # --- overflow -------------------------------------------------------------------------------------
@@ -84,6 +133,7 @@ def test_writing_past_max_seq_len_raises_naming_position_and_limit_and_changes_n
     with pytest.raises(ValueError, match=r"3 token\(s\) at position 6: .* up to 8, past the limit max_seq_len=8"):
         cache.update(0, randn(rng, 3, 2, 4), randn(rng, 3, 2, 4))
     assert cache.pos == 6 and np.array_equal(cache.keys, keys) and np.array_equal(cache.values, values)
+    assert cache.written.tolist() == [6]  # the refused write is not recorded: the layer may still write once
     cache.update(0, randn(rng, 2, 2, 4), randn(rng, 2, 2, 4))  # filling exactly up to the limit is fine
     cache.advance(2)
     with pytest.raises(ValueError, match=r"1 token\(s\) at position 8: .* max_seq_len=8"):
@@ -92,6 +142,7 @@ def test_writing_past_max_seq_len_raises_naming_position_and_limit_and_changes_n
 
 def test_advance_past_max_seq_len_or_backwards_raises():
     cache = KVCache(1, 4, 1, 2)
+    cache.update(0, np.ones((3, 1, 2), np.float32), np.ones((3, 1, 2), np.float32))
     cache.advance(3)
     with pytest.raises(ValueError, match=r"from position 3 by 2 .* max_seq_len=4"):
         cache.advance(2)
@@ -120,8 +171,9 @@ def test_reset_makes_the_cache_equal_to_a_new_one():
     for layer in range(2):
         cache.update(layer, randn(rng, 5, 2, 4), randn(rng, 5, 2, 4))
     cache.advance(5)
+    cache.update(0, randn(rng, 2, 2, 4), randn(rng, 2, 2, 4))  # a half-done step: layer 0 wrote, layer 1 not
     cache.reset()
-    assert cache.pos == fresh.pos == 0
+    assert cache.pos == fresh.pos == 0 and np.array_equal(cache.written, fresh.written)
     assert np.array_equal(cache.keys, fresh.keys) and np.array_equal(cache.values, fresh.values)
     assert cache.nbytes == fresh.nbytes
     k, v = randn(rng, 8, 2, 4), randn(rng, 8, 2, 4)  # the whole length is available again
@@ -148,16 +200,11 @@ def full_pass(x, layers, cos, sin):  # [T, D] -> [T, D]: every position recomput
     return x
 
 
-def cached_pass(x, layers, cache, cos, sin):  # [T, D] -> [T, D]: the T new tokens only
-    T, norm = x.shape[0], np.ones(D, np.float32)
-    positions = np.arange(cache.pos, cache.pos + T)
+def cached_pass(x, layers, cache, cos, sin):  # [T, D] -> [T, D]: the T new tokens only, through the cache
+    norm = np.ones(D, np.float32)
     for layer, (wq, wk, wv, wo) in enumerate(layers):
-        h = rms_norm(x, norm)
-        q = apply_rope(split_heads(linear(h, wq), H), cos, sin, positions)
-        k = apply_rope(split_heads(linear(h, wk), K), cos, sin, positions)
-        keys, values = cache.update(layer, k, split_heads(linear(h, wv), K))
-        x = x + linear(merge_heads(attention(q, keys, values, causal_mask(T, keys.shape[0]))), wo)
-    cache.advance(T)
+        x = x + cached_self_attention(rms_norm(x, norm), wq, wk, wv, wo, cos, sin, H, K, cache, layer)
+    cache.advance(len(x))
     return x
 
 
@@ -187,3 +234,31 @@ def test_a_reset_cache_reproduces_the_first_run():
     second = np.concatenate([cached_pass(x[:4], layers, cache, cos, sin)] +
                             [cached_pass(x[t:t + 1], layers, cache, cos, sin) for t in range(4, 12)])
     assert np.array_equal(first, second)
+
+
+def test_cached_self_attention_with_an_empty_cache_is_day3_self_attention():
+    rng = np.random.default_rng(8)
+    (wq, wk, wv, wo), x = tiny_stack(9)[0], randn(rng, 11, D)
+    cos, sin = rope_tables(Dh, 16)
+    cache = KVCache(N_LAYERS, 16, K, Dh)
+    out = cached_self_attention(x, wq, wk, wv, wo, cos, sin, H, K, cache, 1)
+    expected = self_attention(x, wq, wk, wv, wo, cos, sin, np.arange(11), H, K)
+    assert out.shape == (11, D) and out.dtype == np.float32
+    assert np.abs(out - expected).max() < 1e-6
+    assert cache.pos == 0 and cache.written.tolist() == [0, 11]  # wrote layer 1; advancing is the caller's job
+    assert cache.keys[1, :11].any() and not cache.keys[0].any()
+
+
+def test_cached_self_attention_uses_the_cache_positions_and_collects_maps():
+    rng = np.random.default_rng(10)
+    (wq, wk, wv, wo), x = tiny_stack(11)[0], randn(rng, 9, D)
+    cos, sin = rope_tables(Dh, 16)
+    full_maps, step_maps = [], []
+    full = cached_self_attention(x, wq, wk, wv, wo, cos, sin, H, K, KVCache(1, 16, K, Dh), 0, full_maps)
+    cache = KVCache(1, 16, K, Dh)
+    cached_self_attention(x[:6], wq, wk, wv, wo, cos, sin, H, K, cache, 0)
+    cache.advance(6)
+    step = cached_self_attention(x[6:], wq, wk, wv, wo, cos, sin, H, K, cache, 0, step_maps)  # positions 6, 7, 8
+    assert np.abs(step - full[6:]).max() < 1e-6
+    assert full_maps[0].shape == (H, 9, 9) and step_maps[0].shape == (H, 3, 9) and step_maps[0].dtype == np.float32
+    assert np.abs(step_maps[0] - full_maps[0][:, 6:]).max() < 1e-6

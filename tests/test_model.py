@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+import tinyllm_lab.kv_cache
+import tinyllm_lab.model
 from tinyllm_lab.attention import causal_mask, self_attention
 from tinyllm_lab.config import ModelConfig
+from tinyllm_lab.ffn import swiglu
 from tinyllm_lab.kv_cache import KVCache
-from tinyllm_lab.model import (LayerWeights, Model, ModelWeights, attention_block, check_weights, expected_shapes,
-                               random_weights)
+from tinyllm_lab.model import LayerWeights, Model, ModelWeights, block, check_weights, expected_shapes, random_weights
 from tinyllm_lab.ops import rms_norm
 
 SMALL = dict(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, hidden_dim=64, vocab_size=97, max_seq_len=80)
@@ -118,17 +120,35 @@ def test_forward_accepts_lists_and_any_int_dtype(model):
     assert np.array_equal(model.forward(ids.astype(np.int32), model.new_cache()), expected)
 
 
-def test_attention_block_with_empty_cache_is_day3_self_attention():
+def test_block_with_an_empty_cache_is_day3_attention_then_swiglu():
     config = CONFIGS["gqa"]
     m = make_model(config)
-    layer = m.weights.layers[0]
-    x = rms_norm(np.random.default_rng(2).standard_normal((9, config.dim), dtype=np.float32), layer.attention_norm)
+    layer, eps = m.weights.layers[1], config.norm_eps
+    x = np.random.default_rng(2).standard_normal((9, config.dim), dtype=np.float32)
     cache = m.new_cache()
-    ours = attention_block(x, layer, config, m.cos, m.sin, cache, 0)
-    day3 = self_attention(x, layer.wq, layer.wk, layer.wv, layer.wo, m.cos, m.sin, np.arange(9),
-                          config.n_heads, config.n_kv_heads)
-    assert ours.dtype == np.float32 and np.abs(ours - day3).max() < 1e-6
-    assert cache.pos == 0 and np.any(cache.keys[0, :9] != 0)  # wrote positions 0..8, advancing is forward's job
+    ours = block(x, layer, config, m.cos, m.sin, cache, 1)
+    # h = x + attention(attention_norm(x)); out = h + feed_forward(ffn_norm(h)), with day 3's cache-free attention
+    h = x + self_attention(rms_norm(x, layer.attention_norm, eps), layer.wq, layer.wk, layer.wv, layer.wo,
+                           m.cos, m.sin, np.arange(9), config.n_heads, config.n_kv_heads)
+    expected = h + swiglu(rms_norm(h, layer.ffn_norm, eps), layer.w1, layer.w3, layer.w2)
+    assert ours.dtype == np.float32 and np.abs(ours - expected).max() < 1e-5
+    assert cache.pos == 0 and cache.written.tolist() == [0, 9]  # wrote layer 1's positions 0..8; forward advances
+
+
+def test_the_model_attends_through_day4_cached_self_attention(model, monkeypatch):
+    """One attention path: the model calls the promoted kv_cache.cached_self_attention, once per layer."""
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args[10])  # the layer index
+        return tinyllm_lab.kv_cache.cached_self_attention(*args, **kwargs)
+
+    monkeypatch.setattr(tinyllm_lab.model, "cached_self_attention", counting)
+    seq = tokens(5, model.config)
+    logits = model.forward(seq, model.new_cache())
+    assert calls == list(range(model.config.n_layers))
+    monkeypatch.undo()
+    assert np.array_equal(logits, model.forward(seq, model.new_cache()))
 
 
 @pytest.mark.parametrize("chunks", [[64], [16] + [1] * 48, [1] * 64, [63, 1], [7, 1, 20, 1, 1, 30, 4]],

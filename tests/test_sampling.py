@@ -223,3 +223,46 @@ def test_logits_must_be_a_nonempty_vector(logits):
 def test_integer_types_accepted_for_top_k():
     assert sample(TOY, None, 0.0, top_k=np.int64(2)) == 0
     assert sample(TOY, np.random.default_rng(0), 1.0, top_k=np.int32(1)) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# temperatures too small for float64, and a missing generator
+
+@pytest.mark.parametrize("temperature", [1e-320, 5e-324, 1e-309])
+def test_a_temperature_that_overflows_the_logits_raises(temperature):
+    # 2.0 / 1e-320 is inf in float64: softmax would give nan and the draw a wrong token
+    z = TOY.astype(np.float64)
+    with pytest.raises(ValueError, match=rf"temperature {temperature} is too small for these logits: "
+                                         r"logits / temperature overflows .* temperature=0 for greedy"):
+        next_token_probs(z, temperature)
+    with pytest.raises(ValueError, match=rf"temperature {temperature} is too small"):
+        sample(z, np.random.default_rng(0), temperature)
+
+
+def test_a_tiny_temperature_that_does_not_overflow_is_the_argmax():
+    z = np.array([0.5, 3.0, -2.0, 2.999], dtype=np.float32)  # largest |logit| 3: 3 / 1e-300 = 3e300 is finite
+    probs = next_token_probs(z, 1e-300)
+    assert np.array_equal(probs, [0.0, 1.0, 0.0, 0.0])
+    assert sample(z, np.random.default_rng(0), 1e-300) == 1
+
+
+def test_minus_infinity_logits_are_allowed_and_never_drawn():
+    z = np.array([-np.inf, 1.0, -np.inf, 0.0])
+    probs = next_token_probs(z, 0.5)
+    assert probs[0] == probs[2] == 0 and np.isclose(probs.sum(), 1)
+    rng = np.random.default_rng(0)
+    assert {sample(z, rng, 0.5) for _ in range(200)} == {1, 3}
+
+
+@pytest.mark.parametrize("bad, shown", [(np.nan, r"\[2\]"), (np.inf, r"\[2\]")])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_nan_or_plus_infinity_logits_raise(bad, shown, temperature):
+    z = np.array([0.0, 1.0, bad, 2.0])
+    with pytest.raises(ValueError, match=rf"logits contain nan or \+inf at ids {shown}"):
+        sample(z, np.random.default_rng(0), temperature)
+
+
+def test_sampling_without_a_generator_raises_a_value_error():
+    with pytest.raises(ValueError, match=r"sampling with temperature > 0 needs rng=np\.random\.default_rng\(seed\)"):
+        sample(TOY, None, temperature=0.8)
+    assert sample(TOY, None, temperature=0) == 0  # greedy needs none

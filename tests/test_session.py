@@ -127,6 +127,28 @@ def test_second_call_equals_a_fresh_session(model, settings):
     assert first == second == fresh
 
 
+def test_a_stale_stream_raises_instead_of_resuming(model):
+    session = Session(model)
+    old = session.stream(PROMPT, 10)
+    next(old), next(old)
+    session.generate([9, 9, 9], 5)  # a newer generation resets and refills the cache the old stream used
+    calls = len(model.calls)
+    with pytest.raises(RuntimeError, match=r"this stream is stale: it is generation 1 of its Session, "
+                                           r"but generation 2 has started since"):
+        next(old)
+    assert len(model.calls) == calls  # it ran nothing
+
+
+def test_a_stale_unstarted_stream_cannot_reset_the_current_one(model):
+    session = Session(model)
+    unstarted = session.stream(PROMPT, 10)  # nothing has run yet
+    current = session.stream(PROMPT[:4], 10)
+    first = next(current)
+    with pytest.raises(RuntimeError, match=r"generation 1 .* generation 2 has started since"):
+        next(unstarted)  # would reset the cache under `current`
+    assert [first] + list(current) == Session(model).generate(PROMPT[:4], 10)  # the current one is unaffected
+
+
 def test_seeded_sampling_is_reproducible(model):
     run = lambda seed: Session(model).generate(PROMPT, 25, np.random.default_rng(seed), **SAMPLED)
     assert run(0) == run(0)

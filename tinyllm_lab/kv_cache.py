@@ -6,14 +6,22 @@
 One preallocated pair of arrays, `[n_layers, max_seq_len, K, Dh]` each. A forward pass of T new
 tokens (a prompt of many, or one during decoding: the same code path) writes their keys and values
 at positions `pos .. pos+T-1` of every layer with `update`, attends over positions `0 .. pos+T-1`,
-and then moves `pos` on by T with `advance`.
+and then moves `pos` on by T with `advance`, which checks that every layer wrote exactly those T.
+`cached_self_attention` is day 3's attention layer doing this for one layer.
 """
 
 import numpy as np
 
+from tinyllm_lab.attention import attention, attention_weights, causal_mask, merge_heads, split_heads
+from tinyllm_lab.ops import linear
+from tinyllm_lab.rope import apply_rope
+
 
 class KVCache:
-    """Keys and values of all layers: `keys`, `values` [n_layers, max_seq_len, K, Dh] float32; `pos` filled."""
+    """Keys and values of all layers: `keys`, `values` [n_layers, max_seq_len, K, Dh] float32.
+
+    `pos`: positions filled by every layer; `written` [n_layers]: how far each layer has written.
+    """
 
     def __init__(self, n_layers, max_seq_len, n_kv_heads, head_dim):
         sizes = {"n_layers": n_layers, "max_seq_len": max_seq_len, "n_kv_heads": n_kv_heads, "head_dim": head_dim}
@@ -24,6 +32,7 @@ class KVCache:
         self.keys = np.zeros(shape, dtype=np.float32)  # allocated once, never grown or reallocated
         self.values = np.zeros(shape, dtype=np.float32)
         self.pos = 0  # positions 0 .. pos-1 hold keys and values of tokens already fed
+        self.written = np.zeros(n_layers, dtype=np.int64)  # [n_layers]: layer i holds positions 0 .. written[i]-1
 
     @property
     def max_seq_len(self):
@@ -36,13 +45,17 @@ class KVCache:
     def update(self, layer, k, v):  # [T, K, Dh], [T, K, Dh] -> keys [pos+T, K, Dh], values [pos+T, K, Dh]
         """Write the new tokens' k and v at positions pos .. pos+T-1 of `layer`; return all keys and values so far.
 
-        Does not move `pos`: every layer writes the same positions, then `advance(T)` moves on once.
+        Does not move `pos`: every layer writes the same positions, once, then `advance(T)` moves on.
         """
         if not 0 <= layer < self.keys.shape[0]:
             raise ValueError(f"KVCache.update: layer {layer} is out of range for {self.keys.shape[0]} layers")
         if k.shape != v.shape or k.ndim != 3 or k.shape[1:] != self.keys.shape[2:]:
             raise ValueError(f"KVCache.update: k has shape {k.shape}, v {v.shape}; expected both "
                              f"[T, {self.keys.shape[2]}, {self.keys.shape[3]}] = [T, K, Dh]")
+        if self.written[layer] != self.pos:
+            raise ValueError(f"KVCache.update: layer {layer} already wrote positions {self.pos}.."
+                             f"{self.written[layer] - 1} since the last advance(): each layer writes the new "
+                             f"tokens once, then advance(T) moves on")
         end = self.pos + k.shape[0]
         if end > self.max_seq_len:
             raise ValueError(f"KVCache.update: cannot write {k.shape[0]} token(s) at position {self.pos}: that needs "
@@ -50,17 +63,47 @@ class KVCache:
                              f"(positions 0..{self.max_seq_len - 1})")
         self.keys[layer, self.pos:end] = k
         self.values[layer, self.pos:end] = v
+        self.written[layer] = end
         return self.keys[layer, :end], self.values[layer, :end]  # views, no copy
 
     def advance(self, n):
-        """Move `pos` on by the n tokens just written to every layer."""
+        """Move `pos` on by n, once every layer has written exactly positions pos .. pos+n-1."""
         if n < 0 or self.pos + n > self.max_seq_len:
             raise ValueError(f"KVCache.advance: cannot move from position {self.pos} by {n} "
                              f"with the limit max_seq_len={self.max_seq_len}")
-        self.pos += n
+        end = self.pos + n
+        wrong = np.flatnonzero(self.written != end).tolist()
+        if wrong:  # moving on anyway would leave unwritten (zero) or half-written positions that later queries read
+            counts = ", ".join(f"layer {i}: {w - self.pos}" for i, w in enumerate(self.written))
+            raise ValueError(f"KVCache.advance({n}) from position {self.pos}: layers {wrong} did not write exactly "
+                             f"positions {self.pos}..{end - 1} ({n} token(s)); tokens written since position "
+                             f"{self.pos}: {counts}")
+        self.pos = end
 
     def reset(self):
         """Forget everything: afterwards the cache equals a freshly built one."""
         self.keys.fill(0)
         self.values.fill(0)
         self.pos = 0
+        self.written.fill(0)
+
+
+def cached_self_attention(x, wq, wk, wv, wo, cos, sin, n_heads, n_kv_heads, cache, layer, maps=None):  # [T, D] -> [T, D]
+    """Day 3's `self_attention` for T new tokens at positions cache.pos .. cache.pos+T-1, through the cache.
+
+    Writes their keys and values into `layer` of `cache` (without advancing it) and attends over all
+    S = cache.pos + T cached positions. If `maps` is a list, appends this layer's attention
+    probabilities [H, T, S] to it (computed a second time, so only when asked).
+    torch: `wo(F.scaled_dot_product_attention(q, keys, values, attn_mask))`, RoPE on q and k.
+    """
+    T, start = x.shape[0], cache.pos
+    positions = np.arange(start, start + T)                                   # absolute positions of the new tokens
+    q = apply_rope(split_heads(linear(x, wq), n_heads), cos, sin, positions)     # [T, H, Dh]
+    k = apply_rope(split_heads(linear(x, wk), n_kv_heads), cos, sin, positions)  # [T, K, Dh]
+    v = split_heads(linear(x, wv), n_kv_heads)                                   # [T, K, Dh]
+    keys, values = cache.update(layer, k, v)                                     # [S, K, Dh] each, S = start + T
+    mask = causal_mask(T, start + T)                                             # [T, S]: new queries are the last T
+    if maps is not None:
+        maps.append(attention_weights(q, keys, mask))                            # [H, T, S]
+    out = attention(q, keys, values, mask)                                       # [T, H, Dh]
+    return linear(merge_heads(out), wo)                                          # [T, D]

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyllm_lab.attention import attention, attention_weights, causal_mask, merge_heads, split_heads
 from tinyllm_lab.ffn import swiglu
-from tinyllm_lab.kv_cache import KVCache
+from tinyllm_lab.kv_cache import KVCache, cached_self_attention
 from tinyllm_lab.ops import linear, rms_norm
-from tinyllm_lab.rope import apply_rope, rope_tables
+from tinyllm_lab.rope import rope_tables
 
 
 @dataclass
@@ -80,44 +79,35 @@ def random_weights(config, rng, std=0.02):  # -> ModelWeights
 
     Drawn from `rng` (a seeded `np.random.Generator`) in `expected_shapes` order: the same seed gives the same model.
     """
-    arrays = {}
-    for name, shape in expected_shapes(config).items():
-        if name == "output" and config.tie_embeddings:
-            continue  # tied: the head is the embedding matrix, nothing to draw
-        is_norm = len(shape) == 1
-        arrays[name] = np.ones(shape, np.float32) if is_norm else rng.standard_normal(shape, np.float32) * np.float32(std)
-    layers = [LayerWeights(**{f: arrays[f"layers.{i}.{f}"] for f in LayerWeights.__dataclass_fields__})
-              for i in range(config.n_layers)]
-    embeddings = arrays["tok_embeddings"]
-    return ModelWeights(tok_embeddings=embeddings, layers=layers, norm=arrays["norm"],
-                        output=embeddings if config.tie_embeddings else arrays["output"])
+    shapes = expected_shapes(config)
 
+    def draw(name):  # the weight `name` (shape from expected_shapes): a norm weight of ones, or a matrix ~ N(0, std^2)
+        shape = shapes[name]
+        if len(shape) == 1:
+            return np.ones(shape, np.float32)
+        return rng.standard_normal(shape, np.float32) * np.float32(std)
 
-def attention_block(x, layer, config, cos, sin, cache, i, maps=None):  # [T, D] -> [T, D]
-    """Causal self-attention of layer i over the cache plus the T new tokens, which it writes into the cache.
+    def layer(i):  # LayerWeights of block i, every field by name
+        p = f"layers.{i}."
+        return LayerWeights(attention_norm=draw(p + "attention_norm"), wq=draw(p + "wq"), wk=draw(p + "wk"),
+                            wv=draw(p + "wv"), wo=draw(p + "wo"), ffn_norm=draw(p + "ffn_norm"),
+                            w1=draw(p + "w1"), w2=draw(p + "w2"), w3=draw(p + "w3"))
 
-    The new tokens sit at positions cache.pos .. cache.pos+T-1 (RoPE angles and mask follow).
-    If `maps` is a list, the attention probabilities [H, T, S] of this layer are appended to it
-    (for plots; computed a second time, so only when asked).
-
-    torch: `self.wo(F.scaled_dot_product_attention(q, k, v, attn_mask))`, with RoPE on q, k.
-    """
-    T, start = x.shape[0], cache.pos
-    positions = np.arange(start, start + T)                           # absolute positions of the new tokens
-    q = apply_rope(split_heads(linear(x, layer.wq), config.n_heads), cos, sin, positions)     # [T, H, Dh]
-    k = apply_rope(split_heads(linear(x, layer.wk), config.n_kv_heads), cos, sin, positions)  # [T, K, Dh]
-    v = split_heads(linear(x, layer.wv), config.n_kv_heads)                                   # [T, K, Dh]
-    keys, values = cache.update(i, k, v)                              # [S, K, Dh] each, S = start + T
-    mask = causal_mask(T, start + T)                                  # [T, S]
-    if maps is not None:
-        maps.append(attention_weights(q, keys, mask))                 # [H, T, S]
-    out = attention(q, keys, values, mask)                            # [T, H, Dh]
-    return linear(merge_heads(out), layer.wo)                         # [T, D]
+    embeddings = draw("tok_embeddings")
+    layers = [layer(i) for i in range(config.n_layers)]
+    output = embeddings if config.tie_embeddings else draw("output")  # tied: the head is the embedding matrix itself
+    return ModelWeights(tok_embeddings=embeddings, layers=layers, norm=draw("norm"), output=output)
 
 
 def block(x, layer, config, cos, sin, cache, i, maps=None):  # [T, D] -> [T, D]
-    """One pre-norm transformer block: `h = x + attn(norm(x))`, `out = h + ffn(norm(h))`."""
-    h = x + attention_block(rms_norm(x, layer.attention_norm, config.norm_eps), layer, config, cos, sin, cache, i, maps)
+    """Pre-norm transformer block i: `h = x + attn(norm(x))`, `out = h + ffn(norm(h))`, writing layer i of `cache`.
+
+    Meta: `h = x + self.attention(self.attention_norm(x), ...)`, `out = h + self.feed_forward(self.ffn_norm(h))`.
+    A list `maps` collects the attention probabilities [H, T, S] (see `cached_self_attention`).
+    """
+    a = cached_self_attention(rms_norm(x, layer.attention_norm, config.norm_eps), layer.wq, layer.wk, layer.wv,
+                              layer.wo, cos, sin, config.n_heads, config.n_kv_heads, cache, i, maps)
+    h = x + a
     return h + swiglu(rms_norm(h, layer.ffn_norm, config.norm_eps), layer.w1, layer.w3, layer.w2)
 
 

@@ -60,11 +60,20 @@ def next_token_probs(logits, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> [V]
     logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim != 1 or logits.size == 0:
         raise ValueError(f"logits must be a non-empty [V] vector, got shape {logits.shape}")
+    bad = np.flatnonzero(~(logits < np.inf))  # nan or +inf; -inf is allowed (probability 0)
+    if bad.size:
+        raise ValueError(f"logits contain nan or +inf at ids {bad[:10].tolist()}: they define no distribution")
     if temperature == 0:
         probs = np.zeros_like(logits)
         probs[np.argmax(logits)] = 1.0  # np.argmax returns the first maximum
         return probs
-    probs = top_p_filter(top_k_filter(softmax(logits / temperature), top_k), top_p)
+    with np.errstate(over="ignore"):  # an overflow is reported just below, in words
+        scaled = logits / temperature
+    if not (scaled < np.inf).all():  # softmax would turn the inf into nan and the draw into a wrong token
+        raise ValueError(f"temperature {temperature} is too small for these logits: logits / temperature overflows "
+                         f"float64 (largest |logit| {np.abs(logits[logits > -np.inf]).max():.3g}); "
+                         f"use temperature=0 for greedy decoding")
+    probs = top_p_filter(top_k_filter(softmax(scaled), top_k), top_p)
     return probs / probs.sum()
 
 
@@ -73,6 +82,8 @@ def sample(logits, rng, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> int
 
     Inverse CDF: the first kept token whose cumulative probability exceeds u ~ U[0, 1).
     """
+    if temperature > 0 and rng is None:
+        raise ValueError("sampling with temperature > 0 needs rng=np.random.default_rng(seed)")
     probs = next_token_probs(logits, temperature, top_k, top_p)
     if temperature == 0:
         return int(np.argmax(probs))  # greedy: no draw

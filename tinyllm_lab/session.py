@@ -11,7 +11,7 @@ from tinyllm_lab.sampling import check_sampling, sample
 class Session:
     """Generates from a `Model`, with one KV cache that every generation starts by clearing.
 
-    One generation at a time: starting a new one abandons an unfinished `stream`.
+    One generation at a time: starting a new one makes an unfinished `stream` stale (it raises if resumed).
     """
 
     def __init__(self, model, eos_id=None):
@@ -19,6 +19,7 @@ class Session:
             raise ValueError(f"eos_id {eos_id} is outside the vocabulary 0..{model.config.vocab_size - 1}")
         self.model, self.eos_id = model, eos_id
         self.cache = model.new_cache()
+        self.generation = 0  # number of the latest `stream`: only that one may use the cache
 
     def stream(self, prompt_ids, max_new_tokens, rng=None, temperature=0.0, top_k=0, top_p=1.0):
         """Yield up to `max_new_tokens` new token ids, one at a time; stops after EOS (which it yields).
@@ -41,9 +42,11 @@ class Session:
         check_sampling(temperature, top_k, top_p)
         if temperature > 0 and rng is None:
             raise ValueError("sampling with temperature > 0 needs rng=np.random.default_rng(seed)")
-        return self._decode(prompt, max_new_tokens, rng, temperature, top_k, top_p)
+        self.generation += 1  # from now on, older streams are stale
+        return self._decode(self.generation, prompt, max_new_tokens, rng, temperature, top_k, top_p)
 
-    def _decode(self, prompt, max_new_tokens, rng, temperature, top_k, top_p):  # the generator behind `stream`
+    def _decode(self, generation, prompt, max_new_tokens, rng, temperature, top_k, top_p):  # the generator behind `stream`
+        self._check_current(generation)                      # before touching the cache (a stream may start late)
         self.cache.reset()                                   # a new generation never sees an old one
         if max_new_tokens == 0:
             return
@@ -53,7 +56,15 @@ class Session:
             yield token
             if token == self.eos_id or n == max_new_tokens - 1:
                 return                                       # the last token is never fed back
+            self._check_current(generation)                  # resumed: is the cache still ours?
             logits = self.model.forward([token], self.cache)[-1]  # decode: one token, [V]
+
+    def _check_current(self, generation):
+        if generation != self.generation:
+            raise RuntimeError(f"this stream is stale: it is generation {generation} of its Session, but generation "
+                               f"{self.generation} has started since and owns the KV cache now (resuming would run "
+                               f"on the other text's keys and values); a Session runs one generation at a time: "
+                               f"use one Session per stream to interleave them")
 
     def generate(self, prompt_ids, max_new_tokens, rng=None, temperature=0.0, top_k=0, top_p=1.0):
         """The list of new token ids (see `stream`)."""
