@@ -160,6 +160,15 @@ def test_bad_arguments_give_one_line(args, fragment):
     assert_one_error_line(run(*args), 2, fragment)
 
 
+def test_a_temperature_too_small_for_the_logits_gives_one_line():
+    """1e-320 passes the argument check (finite, >= 0) but overflows logits / T: the sampler's
+    refusal, raised while streaming, still ends as one line, not a traceback."""
+    result = run(PROMPT, "--temperature", "1e-320")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("tinyllm-lab: error: sampling stopped: temperature 1e-320 is too small")
+
+
 # ---- broken weights: exit status 1 ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -141,13 +141,17 @@ def generate(args, out):
     stream = StreamDecoder(tokenizer)
     out.write("".join(stream.push(i) for i in prompt_ids[1:]))  # the prompt as the model read it
     out.flush()
-    for token in tokens:
-        if token == tokenizer.eos_id:
-            break
-        piece = stream.push(token)
-        if piece:
-            out.write(piece)
-            out.flush()  # streaming: show each piece now, not when a buffer fills
+    try:
+        for token in tokens:
+            if token == tokenizer.eos_id:
+                break
+            piece = stream.push(token)
+            if piece:
+                out.write(piece)
+                out.flush()  # streaming: show each piece now, not when a buffer fills
+    except ValueError as e:  # the sampler refusing the settings for these logits, e.g. --temperature 1e-320
+        out.write("\n")
+        raise CLIError(f"sampling stopped: {one_line(e)}", status=2) from None
     out.write(stream.flush() + "\n")
     out.flush()
 
