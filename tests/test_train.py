@@ -98,3 +98,27 @@ def test_batches_target_is_the_input_shifted_by_one(batch_size, seq_len):
     for row_x, row_y in zip(x, y):           # ... and each row is a window of the ids
         starts = [s for s in range(len(ids) - seq_len) if torch.equal(ids[s:s + seq_len], row_x)]
         assert any(torch.equal(ids[s + 1:s + seq_len + 1], row_y) for s in starts)
+
+
+def test_a_tiny_text_end_to_end(tmp_path):
+    """The script's own data path on a tiny text: a small BPE, `token_ids` (BOS + work + EOS, cached,
+    split by whole works), then a few training steps that lower the validation loss."""
+    from tinyllm_lab.corpus import Corpus
+    from tinyllm_lab.tokenizer import train_bpe_fast
+    from tinyllm_lab.train import token_ids
+
+    verse = "Shall I compare thee to a summer's day? Thou art more lovely and more temperate.\n"
+    corpus = Corpus(works={f"work{i:02d}": verse * 20 for i in range(20)}, source="a test")  # work19: validation
+    tokenizer = train_bpe_fast(corpus.train_text, 300)
+    tokenizer.save(tmp_path / "tokenizer.json")
+    train_ids, val_ids = token_ids(corpus, tokenizer, tmp_path / "tokenizer.json", tmp_path)
+    assert train_ids[0] == tokenizer.bos_id and train_ids[-1] == tokenizer.eos_id
+    assert np.count_nonzero(train_ids == tokenizer.bos_id) == 19 and np.count_nonzero(val_ids == tokenizer.bos_id) == 1
+    assert list(tmp_path.glob("tokens-*.npz")), "the token ids are cached"
+    cached_train, _ = token_ids(corpus, tokenizer, tmp_path / "tokenizer.json", tmp_path)
+    assert np.array_equal(cached_train, train_ids)
+
+    model = init_model(TINY, seed=0)
+    history = train(model, train_ids, val_ids, steps=30, batch_size=8, seq_len=32, lr=1e-2, eval_every=15,
+                    seed=0, device="cpu", progress=False)
+    assert history[-1]["val_loss"] < 0.5 * history[0]["val_loss"], [h["val_loss"] for h in history]
