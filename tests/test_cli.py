@@ -6,6 +6,8 @@ broken weights folder (built in tmp_path) must give one `tinyllm-lab: error:` li
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -278,3 +280,13 @@ def test_an_exception_during_generation_is_not_hidden(monkeypatch):
     monkeypatch.setattr(cli.Session, "stream", stream)
     with pytest.raises(ZeroDivisionError, match="a bug"):
         cli.main([PROMPT, "--max-new-tokens", "2"])
+
+
+def test_the_readme_sample_is_what_the_command_prints():
+    """README.md shows one command and its output: it must still be true of these weights."""
+    readme = (WEIGHTS.parent / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"```console\n\$ \.venv/bin/python -m tinyllm_lab ([^\n]*)\n(.*?)```", readme, re.S)
+    assert match, "README.md lost its sample"
+    result = run(*shlex.split(match.group(1)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == match.group(2)
