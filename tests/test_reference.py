@@ -228,5 +228,8 @@ def test_golden_file_matches_a_live_run(course):
     assert golden["logits"].dtype == golden["decode_logits"].dtype == torch.float32
     assert golden["logits"].shape == golden["decode_logits"].shape == (len(tokens), COURSE_MODEL.vocab_size)
     prefill, decode = reference_logits(model, tokens)
-    assert max_diff(prefill, golden["logits"]) < 1e-5
-    assert max_diff(decode, golden["decode_logits"]) < 1e-5
+    # The golden file was written on another CPU: torch picks its float32 kernels (AVX2, AVX-512, ...)
+    # by processor, and on logits of |15| that alone moves the last bits by ~1e-5 (1.6e-5 seen on an
+    # AMD EPYC). The same golden tolerance as every other comparison with the course model, 1e-4.
+    assert max_diff(prefill, golden["logits"]) < 1e-4
+    assert max_diff(decode, golden["decode_logits"]) < 1e-4
