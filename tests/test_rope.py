@@ -184,15 +184,92 @@ def test_permuted_hf_weights_give_hf_scores(n_heads, n_kv_heads, head_dim):
 
 # --- bad input -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("head_dim", [7, 0, -2])
-def test_odd_or_nonpositive_head_dim_rejected_by_tables(head_dim):
-    with pytest.raises(ValueError, match=f"even head dimension.*head_dim={head_dim}"):
+def test_odd_head_dim_rejected_by_tables():
+    with pytest.raises(ValueError, match="even head dimension.*head_dim=7"):
+        rope_tables(7, 16)
+
+
+@pytest.mark.parametrize("head_dim", [0, -2])
+def test_nonpositive_head_dim_rejected_by_tables(head_dim):
+    with pytest.raises(ValueError, match=f"head_dim must be positive, got {head_dim}"):
+        rope_tables(head_dim, 16)
+
+
+@pytest.mark.parametrize("head_dim", [8.0, True, "8", None])
+def test_head_dim_that_is_not_an_integer_rejected(head_dim):
+    with pytest.raises(TypeError, match=f"head_dim must be an integer, got {head_dim!r}"):
         rope_tables(head_dim, 16)
 
 
 def test_nonpositive_max_seq_len_rejected():
     with pytest.raises(ValueError, match="max_seq_len must be positive, got 0"):
         rope_tables(8, 0)
+
+
+@pytest.mark.parametrize("max_seq_len", [16.0, False, np.float64(16)])
+def test_max_seq_len_that_is_not_an_integer_rejected(max_seq_len):
+    with pytest.raises(TypeError, match="rope_tables: max_seq_len must be an integer"):
+        rope_tables(8, max_seq_len)
+
+
+def test_numpy_integer_sizes_accepted():
+    np.testing.assert_array_equal(np.stack(rope_tables(np.int64(8), np.int32(16))), np.stack(rope_tables(8, 16)))
+
+
+@pytest.mark.parametrize("rope_theta", [math.inf, math.nan, 0.0, -10000.0])
+def test_rope_theta_not_finite_and_positive_rejected(rope_theta):
+    with pytest.raises(ValueError, match=f"rope_theta must be finite and > 0, got {rope_theta!r}"):
+        rope_frequencies(8, rope_theta)
+
+
+@pytest.mark.parametrize("rope_theta", ["10000", True, None])
+def test_rope_theta_that_is_not_a_number_rejected(rope_theta):
+    with pytest.raises(TypeError, match="rope_theta must be a number"):
+        rope_tables(8, 16, rope_theta)
+
+
+# --- the dtype rule: computes in float32 whatever numbers it is given -----------------------
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int64, np.int8])
+def test_apply_rope_computes_in_float32_for_any_real_input(dtype):
+    cos, sin = rope_tables(8, 16)
+    x = (4 * np.random.default_rng(7).standard_normal((3, 2, 8))).astype(dtype)
+    out = apply_rope(x, cos, sin, [0, 5, 9])
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, apply_rope(x.astype(np.float32), cos, sin, [0, 5, 9]))
+    # float64 tables are converted too
+    out64 = apply_rope(x, cos.astype(np.float64), sin.astype(np.float64), [0, 5, 9])
+    assert out64.dtype == np.float32
+    np.testing.assert_array_equal(out64, out)
+
+
+@pytest.mark.parametrize("bad, name", [(np.ones((2, 1, 8), dtype=bool), "x"), (np.ones((2, 1, 8), dtype=complex), "x"),
+                                       ("x", "x")])
+def test_apply_rope_refuses_input_that_is_not_real_numbers(bad, name):
+    cos, sin = rope_tables(8, 16)
+    with pytest.raises(TypeError, match=f"{name} must hold real numbers"):
+        apply_rope(bad, cos, sin, [0, 1])
+
+
+def test_apply_rope_refuses_tables_that_are_not_numbers():
+    cos, sin = rope_tables(8, 16)
+    with pytest.raises(TypeError, match="sin must hold real numbers.*got dtype bool"):
+        apply_rope(np.ones((2, 1, 8), dtype=np.float32), cos, sin > 0, [0, 1])
+
+
+@pytest.mark.parametrize("shape", [(8,), (2, 8), (1, 2, 1, 8)])
+def test_apply_rope_refuses_x_that_is_not_three_dimensional(shape):
+    cos, sin = rope_tables(8, 16)
+    with pytest.raises(ValueError, match=r"apply_rope: x has shape .*expected \[T, H, Dh\]"):
+        apply_rope(np.ones(shape, dtype=np.float32), cos, sin, [0, 1])
+
+
+def test_apply_rope_float32_input_is_not_copied_on_entry():
+    cos, sin = rope_tables(8, 16)
+    x = np.ones((2, 1, 8), dtype=np.float32)
+    out = apply_rope(x, cos, sin, [0, 1])
+    assert out.dtype == np.float32 and not np.shares_memory(out, x)  # the output is new, the input untouched
+    np.testing.assert_array_equal(x, 1)
 
 
 def test_apply_rope_rejects_odd_head_dim():
@@ -239,7 +316,20 @@ def test_apply_rope_rejects_positions_of_the_wrong_length():
         apply_rope(np.ones((2, 1, 8), dtype=np.float32), cos, sin, [0, 1, 2])
 
 
-@pytest.mark.parametrize("shape, n_heads", [((10, 4), 4), ((12, 4), 4), ((8,), 2), ((8, 4), 0)])
+@pytest.mark.parametrize("n_heads, error, message", [(0, ValueError, "n_heads must be positive, got 0"),
+                                                     (2.0, TypeError, "n_heads must be an integer, got 2.0"),
+                                                     (True, TypeError, "n_heads must be an integer, got True")])
+def test_half_split_rows_rejects_bad_n_heads(n_heads, error, message):
+    with pytest.raises(error, match=f"half_split_to_interleaved_rows: {message}"):
+        half_split_to_interleaved_rows(np.ones((8, 4), dtype=np.float32), n_heads)
+
+
+def test_half_split_rows_keeps_the_dtype_it_is_given():  # a permutation of rows: row numbers stay integers
+    for dtype in (np.float16, np.float32, np.int64):
+        assert half_split_to_interleaved_rows(np.arange(8, dtype=dtype)[:, None], 1).dtype == dtype
+
+
+@pytest.mark.parametrize("shape, n_heads", [((10, 4), 4), ((12, 4), 4), ((8,), 2)])
 def test_half_split_rows_rejects_bad_shapes(shape, n_heads):
     with pytest.raises(ValueError, match=r"half_split_to_interleaved_rows: w has shape .*even head_dim"):
         half_split_to_interleaved_rows(np.ones(shape, dtype=np.float32), n_heads)

@@ -8,17 +8,37 @@ Pair i of a head vector, at position m, is rotated by the angle `m * theta_i` wi
 as in the RoFormer paper, Meta's Llama code and llama2.c. Hugging Face checkpoints use the
 half-split layout instead: `half_split_to_interleaved_rows` converts their q/k weights once, at
 load time (day 6).
+
+The dtype rule of day 1 holds here too: the arrays given to `apply_rope` go through `as_float32`
+(float16, float64, integers -> float32), and the tables and rotated vectors are float32
+(`half_split_to_interleaved_rows` only reorders rows and keeps the dtype it is given). Sizes must be Python or numpy integers (not bool), `rope_theta` a
+finite number > 0: anything else raises TypeError or ValueError naming the argument.
 """
 
 import numpy as np
+
+from tinyllm_lab.ops import as_float32
+
+
+def _check_size(value, name, func):  # raise unless value is a positive integer (bool is not a size)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{func}: {name} must be an integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{func}: {name} must be positive, got {value}")
 
 
 def rope_frequencies(head_dim, rope_theta=10000.0):  # -> [Dh/2] float64
     """The rotation speed of each pair: `theta_i = rope_theta ** (-2i / Dh)`, i = 0 .. Dh/2 - 1.
 
-    `rope_frequencies(8) -> [1., 0.1, 0.01, 0.001]` (radians per position).
+    `rope_frequencies(8) -> [1., 0.1, 0.01, 0.001]` (radians per position). head_dim: a positive
+    even integer; rope_theta: a finite number > 0 (TypeError / ValueError naming the argument).
     """
-    if head_dim <= 0 or head_dim % 2 != 0:
+    _check_size(head_dim, "head_dim", "rope_frequencies")
+    if isinstance(rope_theta, bool) or not isinstance(rope_theta, (int, float, np.integer, np.floating)):
+        raise TypeError(f"rope_frequencies: rope_theta must be a number, got {rope_theta!r}")
+    if not 0 < rope_theta < np.inf:  # also false for nan; inf would make every frequency 0 (no rotation at all)
+        raise ValueError(f"rope_frequencies: rope_theta must be finite and > 0, got {rope_theta!r}")
+    if head_dim % 2 != 0:
         raise ValueError(f"RoPE needs a positive, even head dimension to form pairs; got head_dim={head_dim}")
     i = np.arange(head_dim // 2, dtype=np.float64)
     return rope_theta ** (-2.0 * i / head_dim)
@@ -29,9 +49,9 @@ def rope_tables(head_dim, max_seq_len, rope_theta=10000.0):  # -> cos, sin: [S, 
 
     The angles are computed in float64 and only then cast to float32: at position 10^4 an angle
     computed in float32 is already off by ~3e-4 rad (see day 2), far above our tolerances.
+    max_seq_len: a positive integer (TypeError / ValueError naming it); see `rope_frequencies`.
     """
-    if max_seq_len <= 0:
-        raise ValueError(f"max_seq_len must be positive, got {max_seq_len}")
+    _check_size(max_seq_len, "max_seq_len", "rope_tables")
     angles = np.outer(np.arange(max_seq_len, dtype=np.float64), rope_frequencies(head_dim, rope_theta))
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
@@ -43,8 +63,13 @@ def apply_rope(x, cos, sin, positions):  # [T, H, Dh], [S, Dh/2], [S, Dh/2], [T]
     `(x[2i] + 1j * x[2i+1]) * exp(1j * m * theta_i)`. Hugging Face's `rotate_half` pairs x[i]
     with x[i + Dh/2] instead: convert such q/k weights with `half_split_to_interleaved_rows`.
     `positions[t]` is the absolute position of token t, an integer; the tables from
-    `rope_tables` must cover it. Position 0 is the identity.
+    `rope_tables` must cover it. Position 0 is the identity. Computes in float32: x, cos and sin go
+    through `as_float32` (TypeError for non-numbers); wrong shapes, non-integer or uncovered
+    positions raise ValueError.
     """
+    x, cos, sin = as_float32(x, "x"), as_float32(cos, "cos"), as_float32(sin, "sin")
+    if x.ndim != 3:
+        raise ValueError(f"apply_rope: x has shape {x.shape}, expected [T, H, Dh]")
     T, _, Dh = x.shape
     if Dh % 2 != 0:
         raise ValueError(f"apply_rope: head dimension must be even to form pairs, got x of shape {x.shape}")
@@ -76,9 +101,12 @@ def half_split_to_interleaved_rows(w, n_heads):  # [n_heads * Dh, D] -> [n_heads
     i to (2i, 2i+1), where it turns by the same angle, so every attention score is unchanged.
     Apply it once, at load time, to wq (n_heads) and wk (n_kv_heads); wv and wo stay as they are.
     It undoes the `permute` in HF's `convert_llama_weights_to_hf.py`. One head with Dh = 4:
-    rows [r0, r1, r2, r3] -> [r0, r2, r1, r3].
+    rows [r0, r1, r2, r3] -> [r0, r2, r1, r3]. It only moves rows, so it keeps w's dtype (it works
+    on row numbers too, as below).
     """
-    if w.ndim != 2 or n_heads <= 0 or w.shape[0] % n_heads != 0 or (w.shape[0] // n_heads) % 2 != 0:
+    w = np.asarray(w)
+    _check_size(n_heads, "n_heads", "half_split_to_interleaved_rows")
+    if w.ndim != 2 or w.shape[0] % n_heads != 0 or (w.shape[0] // n_heads) % 2 != 0:
         raise ValueError(f"half_split_to_interleaved_rows: w has shape {w.shape}, expected "
                          f"[n_heads * head_dim, D] with n_heads={n_heads} and an even head_dim")
     head_dim = w.shape[0] // n_heads
