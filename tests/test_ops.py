@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinyllm_lab.ops import linear, rms_norm, silu, softmax
+from tinyllm_lab.ops import as_float32, linear, rms_norm, silu, softmax
 
 SHAPES = [(7,), (1, 8), (5, 16), (3, 4, 64), (2, 3, 5, 256)]
 
@@ -181,7 +181,97 @@ def test_float32_is_not_promoted_by_python_scalars():
     assert softmax(x / 8.0).dtype == np.float32
 
 
+# --- the dtype rule: every primitive computes in float32 whatever real numbers it is given --
+
+NON_FLOAT32 = [np.float16, np.float64, np.int64, np.int32, np.uint8]
+
+
+def all_primitives(x, w):  # x [2, 8] and w [4, 8] of one dtype -> {name: output}
+    return {"linear": linear(x, w), "softmax": softmax(x), "rms_norm": rms_norm(x, w[0]), "silu": silu(x)}
+
+
+@pytest.mark.parametrize("dtype", NON_FLOAT32)
+def test_every_primitive_computes_in_float32_for_any_real_dtype(dtype):
+    rng = np.random.default_rng(11)
+    x, w = (4 * rng.standard_normal((2, 8))).astype(dtype), (2 * rng.standard_normal((4, 8))).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning on the way
+        ours = all_primitives(x, w)
+    expected = all_primitives(x.astype(np.float32), w.astype(np.float32))  # the same numbers, given as float32
+    for name, out in ours.items():
+        assert out.dtype == np.float32, name
+        np.testing.assert_array_equal(out, expected[name], err_msg=name)
+
+
+def test_rms_norm_on_float16_matches_torch_in_float32_without_warnings():
+    # |x| in the hundreds: x * x overflows float16 (max 65504); computed in float16 the output was all zeros
+    x16 = (300 * np.random.default_rng(12).standard_normal((3, 64))).astype(np.float16)
+    g16 = np.ones(64, dtype=np.float16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = rms_norm(x16, g16)
+    assert y.dtype == np.float32
+    expected = F.rms_norm(torch.from_numpy(x16.astype(np.float32)), (64,), torch.ones(64), 1e-5).numpy()
+    np.testing.assert_allclose(y, expected, atol=1e-6, rtol=1e-6)
+    np.testing.assert_allclose(np.sqrt(np.mean(y.astype(np.float64) ** 2, axis=-1)), 1.0, atol=1e-4)
+
+
+def test_as_float32_does_not_copy_float32_and_converts_the_rest():
+    x = np.ones((2, 3), dtype=np.float32)
+    assert as_float32(x) is x
+    for given in (np.ones(3, dtype=np.float64), np.ones(3, dtype=np.float16), [1, 1, 1], np.ones(3, dtype=np.int64)):
+        out = as_float32(given)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out, [1.0, 1.0, 1.0])
+
+
+def test_as_float32_refuses_float64_beyond_float32_range_instead_of_making_inf():
+    with pytest.raises(ValueError, match=r"x holds values beyond float32's range"):
+        as_float32(np.array([1.0, 1e300]))
+    np.testing.assert_array_equal(as_float32(np.array([-np.inf, np.inf])), [-np.inf, np.inf])  # inf stays inf
+
+
+@pytest.mark.parametrize("bad, dtype", [(np.array([True, False]), "bool"), (np.array([1 + 2j]), "complex128"),
+                                        (np.array(["1.5"]), "<U3"), (np.array([1.0, None]), "object")])
+@pytest.mark.parametrize("call", ["linear", "softmax", "rms_norm", "silu"])
+def test_every_primitive_refuses_what_is_not_real_numbers_naming_the_argument(bad, dtype, call):
+    good = np.ones((1, bad.size), dtype=np.float32)
+    calls = {"linear": lambda: linear(bad, good), "softmax": lambda: softmax(bad),
+             "rms_norm": lambda: rms_norm(good[0], bad), "silu": lambda: silu(bad)}
+    name = "weight" if call == "rms_norm" else "x"
+    with pytest.raises(TypeError, match=f"{name} must hold real numbers .*got dtype {dtype}"):
+        calls[call]()
+
+
 # --- bad input -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("eps", [0.0, -1e-5, np.inf, np.nan])
+def test_rms_norm_rejects_eps_not_finite_and_positive(eps):
+    with pytest.raises(ValueError, match=f"rms_norm: eps must be finite and > 0, got {eps!r}"):
+        rms_norm(np.ones((2, 4), dtype=np.float32), np.ones(4, dtype=np.float32), eps)
+
+
+@pytest.mark.parametrize("eps", ["1e-5", True, None, [1e-5]])
+def test_rms_norm_rejects_eps_that_is_not_a_number(eps):
+    with pytest.raises(TypeError, match="rms_norm: eps must be a number"):
+        rms_norm(np.ones((2, 4), dtype=np.float32), np.ones(4, dtype=np.float32), eps)
+
+
+@pytest.mark.parametrize("axis, error, message", [(2, ValueError, "axis 2 is out of range for x of shape"),
+                                                  (-3, ValueError, "axis -3 is out of range"),
+                                                  (1.0, TypeError, "axis must be an integer, got 1.0"),
+                                                  (True, TypeError, "axis must be an integer, got True")])
+def test_softmax_rejects_bad_axis_by_name(axis, error, message):
+    with pytest.raises(error, match=f"softmax: {message}"):
+        softmax(np.ones((2, 3), dtype=np.float32), axis=axis)
+
+
+def test_zero_dimensional_input_is_refused_by_linear_and_rms_norm():
+    with pytest.raises(ValueError, match=r"linear: x has shape \(\)"):
+        linear(np.float32(1), np.ones((2, 1), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"rms_norm: weight has shape \(1,\), expected \(D,\)"):
+        rms_norm(np.float32(1), np.ones(1, dtype=np.float32))
+
 
 @pytest.mark.parametrize("weight_shape", [(15,), (16, 1), (1, 16), ()])
 def test_rms_norm_rejects_mismatched_weight(weight_shape):
