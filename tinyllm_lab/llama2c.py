@@ -2,9 +2,10 @@
 
 Hand-written, NOT promoted, and no notebook depends on it: it exists to show that the numpy
 engine runs a model somebody else trained (the "tinyllamas", e.g. stories260K), which a
-learner's fresh clone does not have. numpy and the standard library only.
+learner's fresh clone does not have. numpy and the standard library only. Source: llama2.c's
+`export.py --version 0` (legacy_export), `tokenizer.py` (export) and `run.c` (encode, decode).
 
-The model file (llama2.c `export.py --version 0`, all little-endian) is
+The model file (all little-endian) is
 
     header   7 x int32: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, max_seq_len
              (vocab_size < 0: the output head is its own matrix, stored last; > 0: tied to the embedding)
@@ -17,13 +18,23 @@ The model file (llama2.c `export.py --version 0`, all little-endian) is
 
 with L layers, KD = n_kv_heads * dim / n_heads (the key/value width) and Dh = dim / n_heads.
 Nothing else is in the file, so its size is fixed by the header: a missing or extra byte is an
-error. RoPE is on interleaved pairs, as in our engine, so no weight is permuted.
+error. Every header number is checked, and the size it implies (computed with Python integers,
+which do not overflow) is compared with the file's size before anything is read or allocated.
+RoPE is on interleaved pairs, as in our engine, so no weight is permuted.
 
-The tokenizer file is `int32 max_token_length`, then per token `float32 score, int32 length,
-length bytes`. Ids 0, 1, 2 are <unk>, <s> (BOS), </s> (EOS); ids 3..258 are the byte tokens
-<0x00>..<0xFF>. Encoding is llama2.c's `encode`: a greedy merge by score, not by merge rank.
+The tokenizer file is `uint32 max_token_length`, then per token `float32 score, uint32 length,
+length bytes`. Ids 0, 1, 2 are <unk>, <s> (BOS), </s> (EOS). When ids 3..258 are the byte tokens
+<0x00>..<0xFF> the vocabulary has byte fallback (a character without a token becomes its UTF-8
+bytes); a vocabulary trained without byte fallback (llama2.c's `tokenizer.py` exports those too)
+turns such a character into <unk>, as SentencePiece does. Encoding is llama2.c's `encode`: a
+greedy merge by score, not by merge rank.
 """
 
+import codecs
+import math
+import operator
+import os
+import stat
 import struct
 from pathlib import Path
 
@@ -33,61 +44,117 @@ from tinyllm_lab.config import ModelConfig
 from tinyllm_lab.model import LayerWeights, Model, ModelWeights
 
 HEADER = struct.Struct("<7i")  # dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, max_seq_len
+HEADER_FIELDS = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "max_seq_len")
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
-BYTE_OFFSET = 3                # byte b has the token id 3 + b (its piece is the text "<0xNN>")
+BYTE_OFFSET = 3                # with byte fallback, byte b has the token id 3 + b (its piece is the text "<0xNN>")
+UNK_TEXT = " \u2047 "          # what SentencePiece's decode writes for <unk>: " ⁇ "
+DEFAULT_CONTEXT_CAP = 4096     # the KV cache holds min(header max_seq_len, this) positions unless told otherwise
+MAX_TOKENIZER_BYTES = 1 << 30  # a tokenizer file is a few MB; anything over 1 GiB is not one
+
+
+# ----------------------------------------------------------------------------------------------
+# Files: only regular files, their size known before they are read.
+
+def regular_file(path, what):  # path -> (Path, size in bytes)
+    """`path` as a Path and its size; FileNotFoundError if absent, ValueError if not a regular file.
+
+    A device (/dev/zero), a pipe or a folder has no size to check against a header, and reading
+    one may never end: refuse it by name.
+    """
+    try:
+        path = Path(path)
+    except TypeError:
+        raise TypeError(f"{what}: expected a path (str or os.PathLike), got {type(path).__name__}") from None
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {path} does not exist") from None
+    except OSError as e:
+        raise ValueError(f"{what} {path} cannot be read: {e.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device, pipe or socket"
+        raise ValueError(f"{what} {path} is {kind}, not a regular file")
+    return path, info.st_size
 
 
 # ----------------------------------------------------------------------------------------------
 # The model file.
 
-def config_from_header(raw, name="llama2c"):  # the file's bytes -> (ModelConfig, header tuple)
-    """The architecture from the 7-int32 header; norm_eps 1e-5 and rope_theta 10000 are llama2.c's constants."""
-    if len(raw) < HEADER.size:
-        raise ValueError(f"{name}: the file is {len(raw)} bytes, too short for the {HEADER.size}-byte header "
-                         "(7 int32: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, max_seq_len)")
-    header = HEADER.unpack_from(raw, 0)
-    dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, max_seq_len = header
-    if min(dim, hidden_dim, n_layers, n_heads, n_kv_heads, max_seq_len) <= 0 or vocab_size == 0:
-        raise ValueError(f"{name}: header {header} holds a size <= 0 (not a llama2.c legacy model file?)")
+def check_header(header, name):  # 7 ints -> None, or ValueError listing every bad number by name
+    """Every header number must be a size > 0 (vocab_size != 0, its sign is the tying flag), and fit together."""
+    values = dict(zip(HEADER_FIELDS, header))
+    bad = [f"{key} = {value}" for key, value in values.items()
+           if (value == 0 if key == "vocab_size" else value <= 0)]
+    if bad:
+        raise ValueError(f"{name}: header field{'s' * (len(bad) > 1)} {', '.join(bad)} must be > 0 "
+                         f"(header {header}; not a llama2.c legacy model file?)")
+    dim, n_heads, n_kv_heads = values["dim"], values["n_heads"], values["n_kv_heads"]
     if dim % n_heads != 0:
         raise ValueError(f"{name}: header says dim = {dim}, which n_heads = {n_heads} does not divide")
-    try:
-        config = ModelConfig(dim=dim, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads,
-                             head_dim=dim // n_heads, hidden_dim=hidden_dim, vocab_size=abs(vocab_size),
-                             max_seq_len=max_seq_len, norm_eps=1e-5, rope_theta=10000.0,
-                             tie_embeddings=vocab_size > 0)
-    except ValueError as e:
-        raise ValueError(f"{name}: header {header} is not a valid model: {e}") from None
-    return config, header
+    if (dim // n_heads) % 2 != 0:
+        raise ValueError(f"{name}: header gives head_dim = dim / n_heads = {dim // n_heads}, which must be even for RoPE pairs")
+    if n_heads % n_kv_heads != 0:
+        raise ValueError(f"{name}: header says n_heads = {n_heads}, which is not divisible by n_kv_heads = {n_kv_heads}")
 
 
-def file_layout(config):  # -> [(name, shape)] in file order
+def file_layout(header):  # 7 header ints -> [(name, shape)] in file order, all Python ints
     """Every float32 array of the file, in order; the layers are stacked on a leading L axis."""
-    c = config
-    L, D, F, V, kv_dim = c.n_layers, c.dim, c.hidden_dim, c.vocab_size, c.n_kv_heads * c.head_dim
+    D, F, L, H, K, V, S = header
+    Dh = D // H
+    V, kv_dim = abs(V), K * Dh
     layout = [("token_embedding", (V, D)), ("rms_att", (L, D)), ("wq", (L, D, D)), ("wk", (L, kv_dim, D)),
               ("wv", (L, kv_dim, D)), ("wo", (L, D, D)), ("rms_ffn", (L, D)), ("w1", (L, F, D)),
               ("w2", (L, D, F)), ("w3", (L, F, D)), ("rms_final", (D,)),
-              ("freq_cis_real", (c.max_seq_len, c.head_dim // 2)), ("freq_cis_imag", (c.max_seq_len, c.head_dim // 2))]
-    if not c.tie_embeddings:
+              ("freq_cis_real", (S, Dh // 2)), ("freq_cis_imag", (S, Dh // 2))]
+    if header[5] < 0:
         layout.append(("wcls", (V, D)))
     return layout
 
 
-def read_arrays(raw, config, name="llama2c"):  # the file's bytes -> {name: float32 array}
-    """Cut the bytes after the header into the arrays of `file_layout`; the sizes must add up to the file exactly."""
-    layout = file_layout(config)
-    expected = HEADER.size + 4 * sum(int(np.prod(shape)) for _, shape in layout)
-    if len(raw) != expected:
-        what = "missing" if len(raw) < expected else "left over"
-        raise ValueError(f"{name}: the header {HEADER.unpack_from(raw, 0)} needs a file of {expected} bytes, "
-                         f"found {len(raw)} ({abs(len(raw) - expected)} bytes {what})")
-    floats = np.frombuffer(raw, dtype="<f4", offset=HEADER.size).astype(np.float32)  # one writable copy
+def expected_bytes(header):  # -> the exact size of a file with this header (Python int: no overflow)
+    return HEADER.size + 4 * sum(math.prod(shape) for _, shape in file_layout(header))
+
+
+def context_length(max_seq_len, trained, name):  # the caller's max_seq_len, the header's -> int
+    """The positions the KV cache and RoPE tables will hold: default min(trained, 4096), never above `trained`."""
+    if max_seq_len is None:
+        return min(trained, DEFAULT_CONTEXT_CAP)
+    if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, (int, np.integer)):
+        raise TypeError(f"max_seq_len must be an integer or None, got {max_seq_len!r}")
+    if not 0 < max_seq_len <= trained:
+        raise ValueError(f"max_seq_len = {max_seq_len} is outside 1..{trained}, the context {name} was trained "
+                         "for (its header's max_seq_len)")
+    return int(max_seq_len)
+
+
+def config_from_header(header, context, name="llama2c"):  # 7 checked ints, int -> ModelConfig
+    """The architecture from the header; norm_eps 1e-5 and rope_theta 10000 are llama2.c's constants."""
+    dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, _ = header
+    try:
+        return ModelConfig(dim=dim, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                           head_dim=dim // n_heads, hidden_dim=hidden_dim, vocab_size=abs(vocab_size),
+                           max_seq_len=context, norm_eps=1e-5, rope_theta=10000.0, tie_embeddings=vocab_size > 0)
+    except ValueError as e:
+        raise ValueError(f"{name}: header {header} is not a valid model: {e}") from None
+
+
+def read_arrays(path, header, name="llama2c"):  # -> {name: float32 array}, views into one array read from the file
+    """Read the floats after the header in one go (no second copy) and cut them into `file_layout`'s arrays."""
+    layout = file_layout(header)
+    count = sum(math.prod(shape) for _, shape in layout)
+    floats = np.fromfile(path, dtype="<f4", count=count, offset=HEADER.size)  # [count], writable, float32
+    if floats.size != count:  # the file changed under us since its size was checked
+        raise ValueError(f"{name}: expected {count} floats after the header, read {floats.size}")
     arrays, start = {}, 0
     for key, shape in layout:
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         arrays[key] = floats[start:start + size].reshape(shape)
         start += size
+    bad = [f"{key} ({np.count_nonzero(~np.isfinite(a))} values)" for key, a in arrays.items()
+           if not key.startswith("freq_cis") and not np.isfinite(a).all()]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f", ... and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(f"{name}: non-finite weights (nan or inf) in {shown}")
     return arrays
 
 
@@ -103,29 +170,56 @@ def weights_from_arrays(arrays, config):  # {name: array} -> ModelWeights
                         output=embeddings if config.tie_embeddings else arrays["wcls"])
 
 
-def load_llama2c(path):  # -> Model
-    """A `Model` from a llama2.c legacy `.bin` (e.g. stories260K.bin). ValueError if the file does not fit its header."""
-    raw = Path(path).read_bytes()
-    name = Path(path).name
-    config, _ = config_from_header(raw, name)
-    return Model(config, weights_from_arrays(read_arrays(raw, config, name), config))
+def read_header(path, size, name):  # -> 7 ints, checked, and the file's size equal to what they imply
+    with open(path, "rb") as f:
+        raw = f.read(HEADER.size)
+    if size < HEADER.size:
+        raise ValueError(f"{name}: the file is {size} bytes, too short for the {HEADER.size}-byte header "
+                         f"(7 int32: {', '.join(HEADER_FIELDS)})")
+    header = HEADER.unpack(raw)
+    check_header(header, name)
+    expected = expected_bytes(header)
+    if size != expected:
+        what = "missing" if size < expected else "left over"
+        raise ValueError(f"{name}: the header {header} needs a file of {expected} bytes, "
+                         f"found {size} ({abs(size - expected)} bytes {what})")
+    return header
+
+
+def load_llama2c(path, max_seq_len=None):  # -> Model
+    """A `Model` from a llama2.c legacy `.bin` (e.g. stories260K.bin).
+
+    `max_seq_len` sizes the KV cache and RoPE tables: default min(the header's max_seq_len, 4096),
+    at most the header's. Raises FileNotFoundError if `path` is absent, ValueError (naming the
+    file and the header field) if it is not a regular file or does not fit its header, or holds a
+    non-finite weight; TypeError / ValueError for a bad `max_seq_len`.
+    """
+    path, size = regular_file(path, "llama2.c model")
+    name = path.name
+    header = read_header(path, size, name)
+    config = config_from_header(header, context_length(max_seq_len, header[6], name), name)
+    return Model(config, weights_from_arrays(read_arrays(path, header, name), config))
 
 
 # ----------------------------------------------------------------------------------------------
 # The tokenizer file.
 
 def read_tokenizer_file(raw, name="llama2c tokenizer"):  # bytes -> (pieces [bytes], scores [float], max_token_length)
-    """Records `float32 score, int32 length, bytes` until the file ends; a partial record is an error."""
+    """Records `float32 score, uint32 length, bytes` until the file ends; a partial record or a bad number is an error."""
     if len(raw) < 4:
-        raise ValueError(f"{name}: the file is {len(raw)} bytes, too short for the 4-byte header (int32 max_token_length)")
-    (max_len,), offset = struct.unpack_from("<i", raw, 0), 4
+        raise ValueError(f"{name}: the file is {len(raw)} bytes, too short for the 4-byte header (uint32 max_token_length)")
+    (max_len,), offset = struct.unpack_from("<I", raw, 0), 4
+    if max_len == 0:
+        raise ValueError(f"{name}: max_token_length is 0; it must be the length of the longest token (> 0)")
     pieces, scores = [], []
     while offset < len(raw):
         token = len(pieces)
         if offset + 8 > len(raw):
             raise ValueError(f"{name}: token {token} at byte {offset} needs 8 bytes (score, length), "
                              f"found {len(raw) - offset}")
-        score, length = struct.unpack_from("<fi", raw, offset)
+        score, length = struct.unpack_from("<fI", raw, offset)
+        if not math.isfinite(score):
+            raise ValueError(f"{name}: token {token} has score {score}, expected a finite number")
         if not 0 < length <= max_len:
             raise ValueError(f"{name}: token {token} has length {length}, expected 1..{max_len} (max_token_length)")
         if offset + 8 + length > len(raw):
@@ -134,50 +228,86 @@ def read_tokenizer_file(raw, name="llama2c tokenizer"):  # bytes -> (pieces [byt
         pieces.append(raw[offset + 8:offset + 8 + length])
         scores.append(score)
         offset += 8 + length
-    if len(pieces) < BYTE_OFFSET + 256:
-        raise ValueError(f"{name}: {len(pieces)} tokens, expected at least {BYTE_OFFSET + 256} "
-                         "(<unk>, <s>, </s> and the 256 byte tokens)")
+    if len(pieces) < BYTE_OFFSET:
+        raise ValueError(f"{name}: {len(pieces)} tokens, expected at least {BYTE_OFFSET} (<unk>, <s>, </s>)")
     return pieces, scores, max_len
 
 
+def has_byte_fallback(pieces):  # list of bytes -> bool
+    """True when ids 3..258 are exactly the byte tokens <0x00>..<0xFF>, as SentencePiece's byte_fallback lays them out."""
+    return len(pieces) >= BYTE_OFFSET + 256 and all(
+        pieces[BYTE_OFFSET + b] == f"<0x{b:02X}>".encode() for b in range(256))
+
+
 class Llama2cTokenizer:
-    """llama2.c's SentencePiece-style tokenizer: pieces with scores, merged greedily by score, byte fallback."""
+    """llama2.c's SentencePiece-style tokenizer: pieces with scores, merged greedily by score.
+
+    The common tokenizer API: `encode(text, bos=False)`, `decode(ids)`, `bos_id` (1), `eos_id` (2),
+    `vocab_size`, `stream_decoder()`. `byte_fallback` says whether a character without a token
+    becomes its byte tokens (True) or <unk> (False; decoded as " ⁇ ", as SentencePiece does).
+    """
+
+    bos_id, eos_id, unk_id = BOS_ID, EOS_ID, UNK_ID
 
     def __init__(self, pieces, scores):
         if len(pieces) != len(scores):
             raise ValueError(f"Llama2cTokenizer: {len(pieces)} pieces but {len(scores)} scores")
-        self.pieces, self.scores = list(pieces), list(scores)
+        if len(pieces) < BYTE_OFFSET:
+            raise ValueError(f"Llama2cTokenizer: {len(pieces)} pieces, expected at least 3 (<unk>, <s>, </s>)")
+        self.pieces, self.scores = [bytes(p) for p in pieces], [float(s) for s in scores]
+        self.byte_fallback = has_byte_fallback(self.pieces)
         self.ids = {}
         for i, piece in enumerate(self.pieces):
-            self.ids.setdefault(piece, i)  # piece bytes -> id (the first one, were a piece listed twice)
+            if i not in (UNK_ID, BOS_ID, EOS_ID):  # control tokens are never made from text
+                self.ids.setdefault(piece, i)  # piece bytes -> id (the first one, were a piece listed twice)
 
     @classmethod
     def load(cls, path, vocab_size=None):  # -> Llama2cTokenizer
-        """Read a llama2.c `tok*.bin`; if `vocab_size` is given (the model's), the file must hold exactly that many tokens."""
-        name = Path(path).name
-        pieces, scores, _ = read_tokenizer_file(Path(path).read_bytes(), name)
+        """Read a llama2.c `tok*.bin`; if `vocab_size` is given (the model's), the file must hold exactly that many tokens.
+
+        FileNotFoundError if absent; ValueError (naming the file) if it is not a regular file, is
+        over 1 GiB, or is malformed (see `read_tokenizer_file`).
+        """
+        path, size = regular_file(path, "llama2.c tokenizer")
+        name = path.name
+        if size > MAX_TOKENIZER_BYTES:
+            raise ValueError(f"{name}: {size} bytes, more than any tokenizer file (limit {MAX_TOKENIZER_BYTES} bytes)")
+        pieces, scores, _ = read_tokenizer_file(path.read_bytes(), name)
         if vocab_size is not None and len(pieces) != vocab_size:
             raise ValueError(f"{name}: holds {len(pieces)} tokens, the model's vocab_size is {vocab_size}")
         return cls(pieces, scores)
+
+    def __repr__(self):
+        return f"Llama2cTokenizer(vocab_size={self.vocab_size}, byte_fallback={self.byte_fallback})"
 
     @property
     def vocab_size(self):
         return len(self.pieces)
 
-    def encode(self, text, bos=True, eos=False):  # str -> list of ids
-        """llama2.c's `encode`: " " + text, one token per character (or its byte tokens), then merge the best pair.
+    def char_ids(self, char):  # one character -> its ids before merging
+        data = char.encode("utf-8")
+        if data in self.ids:
+            return [self.ids[data]]
+        return [BYTE_OFFSET + b for b in data] if self.byte_fallback else [UNK_ID]
+
+    def encode(self, text, bos=False, eos=False):  # str -> list of ids
+        """llama2.c's `encode`: " " + text, one token per character (or its byte tokens, or <unk>), then merge the best pair.
 
         Each round merges the adjacent pair whose concatenated piece is in the vocabulary with the
         highest score (the leftmost of equals), until no pair's concatenation is a piece.
-        Like llama2.c, a merge may produce any piece, byte-token text such as "<0x41>" included.
+        Like llama2.c, a merge may produce any piece, byte-token text such as "<0x41>" included;
+        <unk> is never merged. Text that looks like "<s>" is text, never BOS.
         """
-        ids = [self.ids[b" "]] if text else []                  # SentencePiece's dummy prefix
-        for char in text:
-            data = char.encode("utf-8")
-            ids.extend([self.ids[data]] if data in self.ids else [BYTE_OFFSET + b for b in data])
+        if not isinstance(text, str):
+            raise TypeError(f"encode takes a str, got {type(text).__name__}")
+        ids = []
+        for char in " " + text if text else "":               # " ": SentencePiece's dummy prefix
+            ids.extend(self.char_ids(char))
         while True:
             best = None                                         # (score, index, merged id)
             for i in range(len(ids) - 1):
+                if UNK_ID in (ids[i], ids[i + 1]):
+                    continue
                 merged = self.ids.get(self.pieces[ids[i]] + self.pieces[ids[i + 1]])
                 if merged is not None and (best is None or self.scores[merged] > best[0]):
                     best = (self.scores[merged], i, merged)
@@ -185,21 +315,49 @@ class Llama2cTokenizer:
                 break
             _, i, merged = best
             ids[i:i + 2] = [merged]
-        return [BOS_ID] * bos + ids + [EOS_ID] * eos
+        return [BOS_ID] * bool(bos) + ids + [EOS_ID] * bool(eos)
 
     def token_bytes(self, token_id, previous=None):  # id -> bytes, as llama2.c's `decode` prints it
-        """A byte token is its byte; <unk>, <s>, </s> are no text; a piece after BOS loses its leading space."""
+        """A byte token is its byte; <s>, </s> are no text, <unk> is " ⁇ "; a piece after BOS loses its leading space."""
+        try:
+            token_id = operator.index(token_id)
+        except TypeError:
+            raise TypeError(f"token id {token_id!r} is not an integer") from None
         if not 0 <= token_id < len(self.pieces):
             raise ValueError(f"token id {token_id} is outside the vocabulary 0..{len(self.pieces) - 1}")
-        if token_id in (UNK_ID, BOS_ID, EOS_ID):
+        if token_id in (BOS_ID, EOS_ID):
             return b""
-        if BYTE_OFFSET <= token_id < BYTE_OFFSET + 256:
+        if token_id == UNK_ID:
+            return UNK_TEXT.encode("utf-8")
+        if self.byte_fallback and BYTE_OFFSET <= token_id < BYTE_OFFSET + 256:
             return bytes([token_id - BYTE_OFFSET])
         piece = self.pieces[token_id]
         return piece[1:] if previous == BOS_ID and piece.startswith(b" ") else piece
 
     def decode(self, ids):  # list of ids -> str
         """The text of `ids`; bytes that are not valid UTF-8 become U+FFFD."""
-        ids = [int(i) for i in ids]
-        data = b"".join(self.token_bytes(t, prev) for prev, t in zip([None] + ids[:-1], ids))
-        return data.decode("utf-8", errors="replace")
+        stream = self.stream_decoder()
+        return "".join(stream.push(i) for i in ids) + stream.flush()
+
+    def stream_decoder(self):  # -> Llama2cStreamDecoder
+        return Llama2cStreamDecoder(self)
+
+
+class Llama2cStreamDecoder:
+    """Text for ids that arrive one at a time: `push(id) -> str` holds back an unfinished character, `flush() -> str`.
+
+    Joined, the pieces equal `tokenizer.decode(all ids)`; it remembers the previous id for the
+    space-after-BOS rule.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.previous = tokenizer, None
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token_id):  # id -> str
+        data = self.tokenizer.token_bytes(token_id, self.previous)
+        self.previous = operator.index(token_id)
+        return self._utf8.decode(data)
+
+    def flush(self):  # -> str
+        return self._utf8.decode(b"", final=True)
