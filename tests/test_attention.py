@@ -252,3 +252,82 @@ def test_self_attention_rejects_bad_configurations():
         self_attention(x, wq, wk, wv, wo, cos, sin, pos, 4, 4)
     with pytest.raises(ValueError, match=r"wo has shape \(64, 32\), expected \(64, 64\)"):
         self_attention(x, wq, wk, wv, wo[:, :32], cos, sin, pos, 4, 2)
+
+
+# --- the dtype rule and argument types ------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int64])
+def test_every_attention_function_computes_in_float32_for_any_real_dtype(dtype):
+    rng = np.random.default_rng(9)
+    T, H, K, Dh, D = 5, 4, 2, 8, 32
+    q, k, v = (2 * rng.standard_normal(s) for s in ((T, H, Dh), (T, K, Dh), (T, K, Dh)))
+    wq, wk, wv, wo = layer_weights(rng, D, H, K, Dh)
+    x = 2 * rng.standard_normal((T, D))
+    cos, sin = rope_tables(Dh, 16)
+    mask, pos = causal_mask(T, T), np.arange(T)
+
+    def run(convert):  # every function, on inputs passed through `convert`
+        q_, k_, v_, x_, c_, s_ = (convert(a) for a in (q, k, v, x, cos, sin))
+        w_ = [convert(w) for w in (wq, wk, wv, wo)]
+        return {"split_heads": split_heads(x_, H), "merge_heads": merge_heads(q_), "repeat_kv": repeat_kv(k_, 2),
+                "attention_weights": attention_weights(q_, k_, mask), "attention": attention(q_, k_, v_, mask),
+                "self_attention": self_attention(x_, *w_, c_, s_, pos, H, K)}
+
+    ours = run(lambda a: a.astype(dtype))
+    expected = run(lambda a: a.astype(dtype).astype(np.float32))  # the same numbers, handed over as float32
+    for name, out in ours.items():
+        assert out.dtype == np.float32, name
+        np.testing.assert_array_equal(out, expected[name], err_msg=name)
+
+
+def test_attention_on_float16_equals_attention_on_its_values_in_float32():
+    rng = np.random.default_rng(10)
+    q, k, v = (rng.standard_normal(s).astype(np.float16) for s in ((4, 2, 8), (6, 2, 8), (6, 2, 8)))
+    mask = causal_mask(4, 6)
+    np.testing.assert_array_equal(attention(q, k, v, mask),
+                                  attention(q.astype(np.float32), k.astype(np.float32), v.astype(np.float32), mask))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: split_heads(np.ones((2, 8), dtype=bool), 2), "x must hold real numbers"),
+    (lambda: attention(np.ones((2, 1, 4), dtype=complex), np.ones((2, 1, 4)), np.ones((2, 1, 4)), causal_mask(2, 2)),
+     "q must hold real numbers"),
+    (lambda: attention(np.ones((2, 1, 4)), np.ones((2, 1, 4)), np.array([["a"] * 4] * 2).reshape(2, 1, 4),
+                       causal_mask(2, 2)), "v must hold real numbers"),
+])
+def test_attention_refuses_arrays_that_are_not_real_numbers_by_name(call, message):
+    with pytest.raises(TypeError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: split_heads(np.ones((2, 8), dtype=np.float32), 2.0), TypeError, "split_heads: n_heads must be an integer, got 2.0"),
+    (lambda: split_heads(np.ones((2, 8), dtype=np.float32), True), TypeError, "split_heads: n_heads must be an integer, got True"),
+    (lambda: split_heads(np.ones((2, 8), dtype=np.float32), -2), ValueError, "split_heads: n_heads must be >= 1, got -2"),
+    (lambda: repeat_kv(np.ones((2, 2, 4), dtype=np.float32), 0), ValueError, "repeat_kv: n_rep must be >= 1, got 0"),
+    (lambda: repeat_kv(np.ones((2, 2, 4), dtype=np.float32), 1.5), TypeError, "repeat_kv: n_rep must be an integer"),
+    (lambda: repeat_kv(np.ones((2, 8), dtype=np.float32), 2), ValueError, r"repeat_kv: x has shape \(2, 8\), expected \[S, K, Dh\]"),
+    (lambda: causal_mask(2.0, 3), TypeError, "causal_mask: n_queries must be an integer, got 2.0"),
+    (lambda: causal_mask(1, True), TypeError, "causal_mask: n_keys must be an integer, got True"),
+    (lambda: causal_mask(-1, 3), ValueError, "causal_mask: n_queries must be >= 0, got -1"),
+])
+def test_sizes_must_be_integers_in_range_named_in_the_error(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_numpy_integer_sizes_are_sizes():
+    x = np.ones((2, 8), dtype=np.float32)
+    np.testing.assert_array_equal(split_heads(x, np.int64(2)), split_heads(x, 2))
+    np.testing.assert_array_equal(causal_mask(np.int32(2), np.int64(3)), causal_mask(2, 3))
+
+
+def test_self_attention_refuses_head_counts_that_are_not_integers():
+    rng = np.random.default_rng(8)
+    wq, wk, wv, wo = layer_weights(rng, 64, 4, 4, 16)
+    cos, sin = rope_tables(16, 32)
+    x, pos = randn(rng, 5, 64), np.arange(5)
+    with pytest.raises(TypeError, match="self_attention: n_heads must be an integer, got 4.0"):
+        self_attention(x, wq, wk, wv, wo, cos, sin, pos, 4.0, 4)
+    with pytest.raises(ValueError, match="self_attention: n_kv_heads must be >= 1, got 0"):
+        self_attention(x, wq, wk, wv, wo, cos, sin, pos, 4, 0)

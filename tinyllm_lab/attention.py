@@ -7,12 +7,23 @@
 boolean `mask` (True = may attend) becomes `-inf` scores before the softmax. Grouped-query
 attention (GQA, Ainslie et al. 2023): `K` key/value heads are shared by `H` query heads, query
 head h reading kv head `h // (H // K)`; `K == H` is ordinary multi-head attention.
+
+The dtype rule of day 1: every array argument goes through `as_float32` (float16, float64 and
+integers become float32; bool, complex, strings raise TypeError naming the argument), and every
+result is float32. Sizes (n_heads, n_rep, ...) must be integers (not bool): TypeError otherwise.
 """
 
 import numpy as np
 
-from tinyllm_lab.ops import linear, softmax
+from tinyllm_lab.ops import as_float32, linear, softmax
 from tinyllm_lab.rope import apply_rope
+
+
+def _check_count(value, name, func, minimum=1):  # raise unless value is an integer (not bool) >= minimum
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{func}: {name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{func}: {name} must be >= {minimum}, got {value}")
 
 
 def causal_mask(n_queries, n_keys):  # -> [T, S] bool, True = may attend
@@ -21,7 +32,9 @@ def causal_mask(n_queries, n_keys):  # -> [T, S] bool, True = may attend
     `causal_mask(3, 3)` is lower-triangular; `causal_mask(1, 5)` (one new token after 4 cached
     ones) is a single row of True. Every row has at least one True (the query's own position).
     """
-    if not 0 <= n_queries <= n_keys:
+    _check_count(n_queries, "n_queries", "causal_mask", minimum=0)
+    _check_count(n_keys, "n_keys", "causal_mask", minimum=0)
+    if not n_queries <= n_keys:
         raise ValueError(f"causal_mask: need 0 <= n_queries <= n_keys (the queries are the last "
                          f"n_queries of the n_keys positions); got n_queries={n_queries}, n_keys={n_keys}")
     query_pos = np.arange(n_keys - n_queries, n_keys)[:, None]  # [T, 1]
@@ -31,7 +44,9 @@ def causal_mask(n_queries, n_keys):  # -> [T, S] bool, True = may attend
 
 def split_heads(x, n_heads):  # [T, n*Dh] -> [T, n, Dh]
     """Cut each row into `n_heads` consecutive chunks: `[T, 8] -> [T, 2, 4]` (head 0 = columns 0..3)."""
-    if x.ndim != 2 or n_heads <= 0 or x.shape[1] % n_heads != 0:
+    x = as_float32(x, "x")
+    _check_count(n_heads, "n_heads", "split_heads")
+    if x.ndim != 2 or x.shape[1] % n_heads != 0:
         raise ValueError(f"split_heads: x has shape {x.shape}; expected [T, n_heads * Dh] "
                          f"with a width divisible by n_heads={n_heads}")
     T, width = x.shape
@@ -40,6 +55,7 @@ def split_heads(x, n_heads):  # [T, n*Dh] -> [T, n, Dh]
 
 def merge_heads(x):  # [T, n, Dh] -> [T, n*Dh]
     """The inverse of `split_heads`: lay the heads of each token side by side again."""
+    x = as_float32(x, "x")
     if x.ndim != 3:
         raise ValueError(f"merge_heads: x has shape {x.shape}; expected [T, n_heads, Dh]")
     T, n, Dh = x.shape
@@ -52,6 +68,10 @@ def repeat_kv(x, n_rep):  # [S, K, Dh] -> [S, K*n_rep, Dh]
     Meta's `repeat_kv`, torch `x.repeat_interleave(n_rep, dim=1)`. Query head h then reads
     kv head `h // n_rep`.
     """
+    x = as_float32(x, "x")
+    _check_count(n_rep, "n_rep", "repeat_kv")
+    if x.ndim != 3:
+        raise ValueError(f"repeat_kv: x has shape {x.shape}, expected [S, K, Dh]")
     return x if n_rep == 1 else np.repeat(x, n_rep, axis=1)
 
 
@@ -74,6 +94,7 @@ def _check_attention_shapes(q, k, mask):  # [T, H, Dh], [S, K, Dh], [T, S]: rais
 
 def attention_weights(q, k, mask):  # [T, H, Dh], [S, K, Dh], [T, S] -> [H, T, S]
     """The attention probabilities `softmax(q k^T / sqrt(Dh))` of every head, masked entries 0."""
+    q, k, mask = as_float32(q, "q"), as_float32(k, "k"), np.asarray(mask)
     _check_attention_shapes(q, k, mask)
     H, (S, K, Dh) = q.shape[1], k.shape
     k = repeat_kv(k, H // K)  # [S, H, Dh]
@@ -88,7 +109,9 @@ def attention(q, k, v, mask):  # [T, H, Dh], [S, K, Dh], [S, K, Dh], [T, S] -> [
 
     torch: `F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)` on
     `[H, T, Dh]` tensors. A mask row that is all False raises ValueError (it would give nan).
+    Computes in float32 (`as_float32` on q, k, v); the mask must be a bool array.
     """
+    q, k, v = as_float32(q, "q"), as_float32(k, "k"), as_float32(v, "v")
     if v.shape != k.shape:
         raise ValueError(f"attention: v has shape {v.shape}, expected the shape of k {k.shape}")
     weights = attention_weights(q, k, mask)  # [H, T, S], checks q, k and mask
@@ -101,13 +124,18 @@ def self_attention(x, wq, wk, wv, wo, cos, sin, positions, n_heads, n_kv_heads):
     """One causal attention layer without a cache: project, rotate (RoPE), attend, project back.
 
     Weights are stored `[out, in]`: wq [H*Dh, D], wk and wv [K*Dh, D], wo [D, H*Dh], with
-    `D == H * Dh` (Llama) and Dh set by the RoPE tables (`cos` is [S_max, Dh/2]).
+    `D == H * Dh` (Llama) and Dh set by the RoPE tables (`cos` is [S_max, Dh/2]). Computes in
+    float32 (`as_float32` on every array); wrong shapes raise ValueError naming them.
     """
+    x, cos, sin = as_float32(x, "x"), as_float32(cos, "cos"), as_float32(sin, "sin")
+    wq, wk, wv, wo = (as_float32(w, name) for w, name in ((wq, "wq"), (wk, "wk"), (wv, "wv"), (wo, "wo")))
+    _check_count(n_heads, "n_heads", "self_attention")
+    _check_count(n_kv_heads, "n_kv_heads", "self_attention")
     if x.ndim != 2 or cos.ndim != 2:
         raise ValueError(f"self_attention: x has shape {x.shape}, cos {cos.shape}; expected x [T, D], cos [S_max, Dh/2]")
     T, D = x.shape
     Dh = 2 * cos.shape[1]
-    if n_kv_heads <= 0 or n_heads % n_kv_heads != 0:
+    if n_heads % n_kv_heads != 0:
         raise ValueError(f"self_attention: n_heads={n_heads} is not divisible by n_kv_heads={n_kv_heads}")
     if n_heads * Dh != D:
         raise ValueError(f"self_attention: D != H * Dh: x {x.shape} has D={D}, but n_heads={n_heads} "
