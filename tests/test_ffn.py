@@ -69,3 +69,28 @@ def test_mismatched_weight_shapes_raise_naming_the_shapes(gate, up, down, match)
     z = lambda shape: np.zeros(shape, np.float32)
     with pytest.raises(ValueError, match=match):
         swiglu(z((4, 8)), z(gate), z(up), z(down))
+
+
+# --- the dtype rule -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int64])
+def test_swiglu_computes_in_float32_for_any_real_dtype(dtype):
+    rng = np.random.default_rng(21)
+    x = (3 * rng.standard_normal((4, 16))).astype(dtype)
+    ws = [(2 * w).astype(dtype) for w in weights(rng, 16, 32)]
+    out = swiglu(x, *ws)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, swiglu(x.astype(np.float32), *[w.astype(np.float32) for w in ws]))
+
+
+@pytest.mark.parametrize("which", ["x", "w_gate", "w_up", "w_down"])
+def test_swiglu_refuses_arrays_that_are_not_real_numbers_by_name(which):
+    args = dict(zip(["x", "w_gate", "w_up", "w_down"], [np.ones((2, 4), np.float32), *weights(np.random.default_rng(0), 4, 8)]))
+    args[which] = args[which] > 0  # bool
+    with pytest.raises(TypeError, match=f"{which} must hold real numbers .*got dtype bool"):
+        swiglu(**args)
+
+
+def test_swiglu_refuses_a_scalar_x():
+    with pytest.raises(ValueError, match=r"swiglu: x \(\), w_gate \(8, 4\)"):
+        swiglu(np.float32(1), *weights(np.random.default_rng(0), 4, 8))

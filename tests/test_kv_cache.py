@@ -1,5 +1,7 @@
 """Day 4 KV cache: its invariants, one test each, and cached attention == one full causal pass."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -34,7 +36,7 @@ def test_course_model_cache_is_four_mebibytes():
     assert KVCache(2, 1024, 4, 64).nbytes == 4 * 2**20  # 2 * 2 * 1024 * 4 * 64 * 4 bytes
 
 
-@pytest.mark.parametrize("bad", [dict(n_layers=0), dict(max_seq_len=-1), dict(n_kv_heads=2.5), dict(head_dim=0)])
+@pytest.mark.parametrize("bad", [dict(n_layers=0), dict(max_seq_len=-1), dict(head_dim=0)])
 def test_constructor_rejects_non_positive_sizes(bad):
     sizes = dict(n_layers=2, max_seq_len=8, n_kv_heads=2, head_dim=4) | bad
     name = next(iter(bad))
@@ -262,3 +264,111 @@ def test_cached_self_attention_uses_the_cache_positions_and_collects_maps():
     assert np.abs(step - full[6:]).max() < 1e-6
     assert full_maps[0].shape == (H, 9, 9) and step_maps[0].shape == (H, 3, 9) and step_maps[0].dtype == np.float32
     assert np.abs(step_maps[0] - full_maps[0][:, 6:]).max() < 1e-6
+
+
+# --- arguments of the wrong type are refused by name, before anything changes -----------------------
+
+@pytest.mark.parametrize("bad", [dict(n_kv_heads=2.5), dict(n_layers=True), dict(max_seq_len="8"),
+                                 dict(head_dim=np.float32(4)), dict(max_seq_len=None)])
+def test_constructor_rejects_sizes_that_are_not_integers(bad):
+    sizes = dict(n_layers=2, max_seq_len=8, n_kv_heads=2, head_dim=4) | bad
+    name = next(iter(bad))
+    with pytest.raises(TypeError, match=re.escape(f"KVCache: {name} must be an integer, got {bad[name]!r}")):
+        KVCache(**sizes)
+
+
+def test_numpy_integer_sizes_make_the_same_cache():
+    cache = KVCache(np.int64(2), np.int32(8), np.uint8(2), np.int16(4))
+    assert cache.keys.shape == (2, 8, 2, 4) and cache.keys.dtype == np.float32
+
+
+def snapshot(cache):
+    return cache.keys.copy(), cache.values.copy(), cache.pos, cache.written.copy()
+
+
+def assert_unchanged(cache, before):
+    keys, values, pos, written = before
+    np.testing.assert_array_equal(cache.keys, keys)
+    np.testing.assert_array_equal(cache.values, values)
+    assert cache.pos == pos
+    np.testing.assert_array_equal(cache.written, written)
+
+
+@pytest.mark.parametrize("layer, error, match", [(True, TypeError, "layer must be an integer, got True"),
+                                                 (0.0, TypeError, "layer must be an integer, got 0.0"),
+                                                 ("0", TypeError, "layer must be an integer, got '0'")])
+def test_update_rejects_a_layer_that_is_not_an_integer_and_writes_nothing(layer, error, match):
+    cache = KVCache(2, 8, 2, 4)
+    before = snapshot(cache)
+    with pytest.raises(error, match=f"KVCache.update: {match}"):
+        cache.update(layer, np.ones((1, 2, 4), np.float32), np.ones((1, 2, 4), np.float32))
+    assert_unchanged(cache, before)
+
+
+@pytest.mark.parametrize("k, name, dtype", [(np.ones((1, 2, 4), bool), "k", "bool"),
+                                            (np.ones((1, 2, 4), complex), "k", "complex128")])
+def test_update_rejects_keys_that_are_not_real_numbers(k, name, dtype):
+    cache = KVCache(2, 8, 2, 4)
+    before = snapshot(cache)
+    with pytest.raises(TypeError, match=f"{name} must hold real numbers .*{dtype}"):
+        cache.update(0, k, np.ones((1, 2, 4), np.float32))
+    assert_unchanged(cache, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int64])
+def test_update_stores_float32_whatever_it_is_given(dtype):
+    cache = KVCache(1, 8, 2, 4)
+    k = (3 * np.random.default_rng(5).standard_normal((2, 2, 4))).astype(dtype)
+    keys, values = cache.update(0, k, k)
+    assert keys.dtype == values.dtype == np.float32
+    np.testing.assert_array_equal(keys, k.astype(np.float32))
+
+
+@pytest.mark.parametrize("n", [1.0, True, np.float64(1), "1"])
+def test_advance_rejects_a_count_that_is_not_an_integer(n):
+    # advance(1.0) used to make pos the float 1.0; advance(True) moved by one
+    cache = KVCache(1, 8, 1, 2)
+    cache.update(0, np.ones((1, 1, 2), np.float32), np.ones((1, 1, 2), np.float32))
+    before = snapshot(cache)
+    with pytest.raises(TypeError, match=re.escape(f"KVCache.advance: n must be an integer, got {n!r}")):
+        cache.advance(n)
+    assert_unchanged(cache, before)
+
+
+def test_advance_by_a_numpy_integer_keeps_pos_a_python_int():
+    cache = KVCache(1, 8, 1, 2)
+    cache.update(0, np.ones((2, 1, 2), np.float32), np.ones((2, 1, 2), np.float32))
+    cache.advance(np.int64(2))
+    assert cache.pos == 2 and type(cache.pos) is int
+
+
+def test_cached_self_attention_rejects_a_cache_that_is_not_a_kvcache():
+    wq = np.ones((8, 8), np.float32)
+    cos, sin = rope_tables(4, 8)
+    for bad in (None, {"keys": None}, np.zeros((1, 8, 2, 4), np.float32)):
+        with pytest.raises(TypeError, match="cached_self_attention: cache must be a KVCache, got"):
+            cached_self_attention(np.ones((2, 8), np.float32), wq, wq, wq, wq, cos, sin, 2, 2, bad, 0)
+
+
+def test_cached_self_attention_rejects_maps_that_is_not_a_list_before_writing():
+    wq = np.ones((8, 8), np.float32)
+    cos, sin = rope_tables(4, 8)
+    cache = KVCache(1, 8, 2, 4)
+    before = snapshot(cache)
+    with pytest.raises(TypeError, match="maps must be None or a list to append to, got tuple"):
+        cached_self_attention(np.ones((2, 8), np.float32), wq, wq, wq, wq, cos, sin, 2, 2, cache, 0, maps=())
+    assert_unchanged(cache, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_cached_self_attention_computes_in_float32(dtype):
+    rng = np.random.default_rng(6)
+    D_, H_, Dh_ = 16, 2, 8
+    ws = [randn(rng, D_, D_) / np.float32(4) for _ in range(4)]
+    cos, sin = rope_tables(Dh_, 8)
+    x = randn(rng, 3, D_)
+    ours = cached_self_attention(x.astype(dtype), *[w.astype(dtype) for w in ws], cos, sin, H_, H_, KVCache(1, 8, H_, Dh_), 0)
+    as32 = cached_self_attention(x.astype(dtype).astype(np.float32), *[w.astype(dtype).astype(np.float32) for w in ws],
+                                 cos, sin, H_, H_, KVCache(1, 8, H_, Dh_), 0)
+    assert ours.dtype == np.float32
+    np.testing.assert_array_equal(ours, as32)

@@ -8,13 +8,22 @@ tokens (a prompt of many, or one during decoding: the same code path) writes the
 at positions `pos .. pos+T-1` of every layer with `update`, attends over positions `0 .. pos+T-1`,
 and then moves `pos` on by T with `advance`, which checks that every layer wrote exactly those T.
 `cached_self_attention` is day 3's attention layer doing this for one layer.
+
+Every check runs before anything is written: sizes, layer numbers and counts must be integers
+(TypeError for bool, float, str, ...), in range (ValueError); keys and values are stored float32
+(`as_float32`: float16, float64 and integers are converted, bool and complex refused).
 """
 
 import numpy as np
 
 from tinyllm_lab.attention import attention, attention_weights, causal_mask, merge_heads, split_heads
-from tinyllm_lab.ops import linear
+from tinyllm_lab.ops import as_float32, linear
 from tinyllm_lab.rope import apply_rope
+
+
+def _check_integer(value, name):  # raise TypeError unless value is a Python or numpy integer (bool is not one)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
 
 
 class KVCache:
@@ -26,7 +35,8 @@ class KVCache:
     def __init__(self, n_layers, max_seq_len, n_kv_heads, head_dim):
         sizes = {"n_layers": n_layers, "max_seq_len": max_seq_len, "n_kv_heads": n_kv_heads, "head_dim": head_dim}
         for name, size in sizes.items():
-            if not isinstance(size, (int, np.integer)) or size <= 0:
+            _check_integer(size, f"KVCache: {name}")
+            if size <= 0:
                 raise ValueError(f"KVCache: {name} must be a positive integer, got {size!r}")
         shape = (n_layers, max_seq_len, n_kv_heads, head_dim)
         self.keys = np.zeros(shape, dtype=np.float32)  # allocated once, never grown or reallocated
@@ -46,7 +56,10 @@ class KVCache:
         """Write the new tokens' k and v at positions pos .. pos+T-1 of `layer`; return all keys and values so far.
 
         Does not move `pos`: every layer writes the same positions, once, then `advance(T)` moves on.
+        k and v are stored as float32 (`as_float32`).
         """
+        _check_integer(layer, "KVCache.update: layer")
+        k, v = as_float32(k, "k"), as_float32(v, "v")
         if not 0 <= layer < self.keys.shape[0]:
             raise ValueError(f"KVCache.update: layer {layer} is out of range for {self.keys.shape[0]} layers")
         if k.shape != v.shape or k.ndim != 3 or k.shape[1:] != self.keys.shape[2:]:
@@ -68,6 +81,7 @@ class KVCache:
 
     def advance(self, n):
         """Move `pos` on by n, once every layer has written exactly positions pos .. pos+n-1."""
+        _check_integer(n, "KVCache.advance: n")
         if n < 0 or self.pos + n > self.max_seq_len:
             raise ValueError(f"KVCache.advance: cannot move from position {self.pos} by {n} "
                              f"with the limit max_seq_len={self.max_seq_len}")
@@ -78,7 +92,7 @@ class KVCache:
             raise ValueError(f"KVCache.advance({n}) from position {self.pos}: layers {wrong} did not write exactly "
                              f"positions {self.pos}..{end - 1} ({n} token(s)); tokens written since position "
                              f"{self.pos}: {counts}")
-        self.pos = end
+        self.pos = int(end)  # a Python int, whatever integer type n was
 
     def reset(self):
         """Forget everything: afterwards the cache equals a freshly built one."""
@@ -95,7 +109,15 @@ def cached_self_attention(x, wq, wk, wv, wo, cos, sin, n_heads, n_kv_heads, cach
     S = cache.pos + T cached positions. If `maps` is a list, appends this layer's attention
     probabilities [H, T, S] to it (computed a second time, so only when asked).
     torch: `wo(F.scaled_dot_product_attention(q, keys, values, attn_mask))`, RoPE on q and k.
+    Computes in float32 (`as_float32`); `cache` must be a KVCache (TypeError), `maps` None or a list.
     """
+    if not isinstance(cache, KVCache):
+        raise TypeError(f"cached_self_attention: cache must be a KVCache, got {type(cache).__name__}")
+    if maps is not None and not isinstance(maps, list):
+        raise TypeError(f"cached_self_attention: maps must be None or a list to append to, got {type(maps).__name__}")
+    x = as_float32(x, "x")
+    if x.ndim != 2:
+        raise ValueError(f"cached_self_attention: x has shape {x.shape}, expected [T, D]")
     T, start = x.shape[0], cache.pos
     positions = np.arange(start, start + T)                                   # absolute positions of the new tokens
     q = apply_rope(split_heads(linear(x, wq), n_heads), cos, sin, positions)     # [T, H, Dh]
