@@ -216,7 +216,7 @@ def files(**replace):  # -> a builder (folder, model_bytes) -> folder
 
 BROKEN = {  # case: (build the folder, a fragment the error line must contain)
     "missing folder": (lambda folder, b: folder, "does not exist"),
-    "a file, not a folder": (lambda folder, b: weights_folder(folder) / "config.json", "is not a folder"),
+    "a file, not a folder": (lambda folder, b: weights_folder(folder) / "config.json", "pass the folder that holds it"),
     "no config.json": (files(**{"config.json": None}), "has no config.json"),
     "no model.safetensors": (files(**{"model.safetensors": None}), "has no model.safetensors"),
     "no tokenizer.json": (files(**{"tokenizer.json": None}), "has no tokenizer.json"),
@@ -229,9 +229,9 @@ BROKEN = {  # case: (build the folder, a fragment the error line must contain)
     "tokenizer.json of the wrong kind": (files(**{"tokenizer.json": "[1, 2, 3]"}), "tokenizer.json"),
     "tokenizer.json without a model": (files(**{"tokenizer.json": '{"model": {}}'}), "tokenizer.json"),
     "tokenizer of another vocabulary": (another_tokenizer,
-                                        "tokenizer.json has 300 tokens but config.json has vocab_size 16384"),
+                                        "tokenizer.json has 300 tokens but the model's vocab_size is 16384"),
     "garbage config.json": (files(**{"config.json": "not json"}), "config.json"),
-    "config.json not an object": (files(**{"config.json": "[256]"}), "not a JSON object"),
+    "config.json not an object": (files(**{"config.json": "[256]"}), "expected an object"),
     "config.json missing a field": (files(**{"config.json": config(hidden_size=None)}), "hidden_size"),
     "config.json with the wrong vocab": (files(**{"config.json": config(vocab_size=300)}), "model.embed_tokens.weight"),
     "config.json with impossible heads": (files(**{"config.json": config(num_attention_heads=3)}), "n_heads"),
@@ -265,9 +265,9 @@ def test_config_values_that_break_the_loader_give_one_line_naming_the_folder(cha
 
 
 def test_an_unexpected_exception_while_loading_gives_one_line(monkeypatch, capsys):
-    def load_model(folder):
+    def load_checkpoint(path, max_seq_len=None, tokenizer=None):
         raise ZeroDivisionError("integer division or modulo by zero")  # what no loader check foresaw
-    monkeypatch.setattr(cli, "load_model", load_model)
+    monkeypatch.setattr(cli, "load_checkpoint", load_checkpoint)
     assert cli.main([PROMPT, "--weights", str(WEIGHTS)]) == 1
     err = capsys.readouterr().err
     assert err == f"tinyllm-lab: error: cannot load the model in {WEIGHTS}: ZeroDivisionError: integer division or modulo by zero\n"
@@ -290,3 +290,105 @@ def test_the_readme_sample_is_what_the_command_prints():
     result = run(*shlex.split(match.group(1)))
     assert result.returncode == 0, result.stderr
     assert result.stdout == match.group(2)
+
+
+# ---- any checkpoint: llama2.c .bin with --tokenizer, --context, a Hugging Face folder with a real tokenizer ----
+
+SHARED = WEIGHTS.parent.parent / "shared"
+STORIES = SHARED / "models" / "stories260K"
+STORIES_BIN, STORIES_TOK = STORIES / "stories260K.bin", STORIES / "tok512.bin"
+KNOWN_STORY = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park."
+needs_stories = pytest.mark.skipif(not (STORIES_BIN.is_file() and STORIES_TOK.is_file()),
+                                   reason="../shared/models/stories260K/ (stories260K.bin, tok512.bin) is not "
+                                          "next to the repository: no llama2.c checkpoint to run")
+
+
+@needs_stories
+@pytest.mark.parametrize("prompt", ["", "Once upon a time"])
+def test_stories260k_writes_its_known_story(prompt):
+    """The README's known answer of llama2.c's own test, from BOS alone or from its first words."""
+    result = run(prompt, "--weights", str(STORIES_BIN), "--tokenizer", str(STORIES_TOK),
+                 "--temperature", "0", "--max-new-tokens", "40")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith(KNOWN_STORY), result.stdout  # no space in front: it follows BOS
+
+
+@needs_stories
+@pytest.mark.parametrize("args, status, fragment", [
+    ([], 1, "llama2.c model file: it needs its tokenizer, pass tokenizer= (--tokenizer"),
+    (["--tokenizer", str(WEIGHTS / "tokenizer.json")], 1, "is not a llama2.c tokenizer"),
+    (["--tokenizer", str(STORIES_BIN)], 1, "stories260K.bin: token 2 has length 265839806, expected 1..64"),
+    (["--tokenizer", str(STORIES_TOK), "--context", "513"], 1, "max_seq_len = 513 is outside 1..512"),
+    (["--tokenizer", str(STORIES_TOK), "--context", "8"], 2, "exceeds the model's context of 8 tokens (--context)"),
+    (["--tokenizer", str(STORIES / "absent.bin")], 1, "absent.bin does not exist"),
+])
+def test_a_llama2c_checkpoint_that_cannot_run_gives_one_line(args, status, fragment):
+    assert_one_error_line(run("Once", "--weights", str(STORIES_BIN), "--max-new-tokens", "10", *args), status, fragment)
+
+
+@pytest.mark.parametrize("args, status, fragment", [
+    (["--weights", "/dev/zero", "--tokenizer", "/dev/null"], 1, "/dev/zero is a device, pipe or socket, not a regular file"),
+    (["--context", "0"], 2, "--context"),
+    (["--context", "x"], 2, "--context"),
+    (["--context", "2000"], 1, "2000"),
+    (["--context", "8", "--max-new-tokens", "10"], 2, "exceeds the model's context of 8 tokens (--context)"),
+    (["--weights", str(WEIGHTS / "model.safetensors")], 1, f"pass the folder that holds it ({WEIGHTS})"),
+])
+def test_bad_checkpoint_arguments_give_one_line(args, status, fragment):
+    assert_one_error_line(run(PROMPT, *args), status, fragment)
+
+
+def test_the_context_does_not_change_the_text(bundled):
+    result = run(PROMPT, "--context", "16", "--max-new-tokens", "10", "--temperature", "0")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout == expected_output(bundled, PROMPT, 10, temperature=0.0)
+
+
+def test_a_folder_without_the_files_says_what_is_missing_once(tmp_path):
+    result = run(PROMPT, "--weights", str(tmp_path))
+    assert_one_error_line(result, 1, f"{tmp_path} is not a Hugging Face model folder: it has no config.json, "
+                                     "no model.safetensors (or model.safetensors.index.json with its shards), "
+                                     "no tokenizer.json")
+    assert result.stderr.count("config.json") == 1 and result.stderr.count("tokenizer.json") == 1
+
+
+# ---- output that cannot be written: one line on stderr, exit 1, never a traceback -------------------------
+
+needs_dev_full = pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system (not Linux)")
+
+
+def run_with_stdout(stdout, *args, preexec_fn=None):  # -> CompletedProcess; stdout: a file object, or None for closed
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run([sys.executable, "-m", "tinyllm_lab", *args], stdout=stdout, stderr=subprocess.PIPE,
+                          text=True, env=env, cwd=WEIGHTS.parent, timeout=120, preexec_fn=preexec_fn)
+
+
+def assert_one_stderr_line(result, line):
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    assert result.stderr.splitlines() == [line]
+
+
+@needs_dev_full
+@pytest.mark.parametrize("args", [[PROMPT, "--max-new-tokens", "5"], ["--help"]])
+def test_a_full_disk_gives_one_line(args):
+    with open("/dev/full", "w") as full:
+        result = run_with_stdout(full, *args)
+    assert_one_stderr_line(result, "tinyllm-lab: error: cannot write the output: No space left on device")
+
+
+@pytest.mark.parametrize("args", [[PROMPT, "--max-new-tokens", "5"], ["--help"]])
+def test_a_closed_stdout_gives_one_line(args):
+    result = run_with_stdout(None, *args, preexec_fn=lambda: os.close(1))  # as `python -m tinyllm_lab ... >&-`
+    assert_one_stderr_line(result, "tinyllm-lab: error: standard output is closed: nowhere to write the text")
+
+
+def test_a_reader_that_leaves_early_ends_it_quietly():
+    """`| head -c 3`: the pipe closes while tokens are still coming: status 0, nothing on stderr."""
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    proc = subprocess.Popen([sys.executable, "-m", "tinyllm_lab", PROMPT, "--max-new-tokens", "500"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=WEIGHTS.parent)
+    assert proc.stdout.read(3) == b"ROM"
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert proc.stderr.read() == b""

@@ -375,7 +375,7 @@ def test_a_tiny_model_loads_and_its_context_is_chosen(tmp_path):
     model = load_llama2c(path)
     assert model.config.max_seq_len == 3 and model.new_cache().keys.shape == (1, 3, 1, 4)
     assert load_llama2c(path, max_seq_len=2).new_cache().keys.shape == (1, 2, 1, 4)
-    with pytest.raises(ValueError, match="max_seq_len = 4 is outside 1..3, the context tiny.bin was trained for"):
+    with pytest.raises(ValueError, match="max_seq_len = 4 is outside 1..3, the context .*tiny.bin was trained for"):
         load_llama2c(path, max_seq_len=4)
     with pytest.raises(ValueError, match="max_seq_len = 0 is outside"):
         load_llama2c(path, max_seq_len=0)

@@ -33,3 +33,12 @@ if "numpy" in sys.modules and not _user_chose_threads:  # too late for the varia
                       "import tinyllm_lab first (or set OPENBLAS_NUM_THREADS=1) for the single-threaded default")
 
 __version__ = "0.1.0"
+
+
+def load(path, max_seq_len=None, tokenizer=None):  # -> (Model, tokenizer)
+    """The model and tokenizer of a checkpoint: a Hugging Face folder, or a llama2.c `.bin` with `tokenizer=` its tokenizer .bin.
+
+    See `tinyllm_lab.checkpoint.load` (imported on first call, so `import tinyllm_lab` stays light).
+    """
+    from tinyllm_lab.checkpoint import load as load_checkpoint
+    return load_checkpoint(path, max_seq_len=max_seq_len, tokenizer=tokenizer)

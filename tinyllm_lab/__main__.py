@@ -3,20 +3,28 @@
     python -m tinyllm_lab "ROMEO."                     # the bundled course model, seed 0
     python -m tinyllm_lab "ROMEO." --seed 7 --temperature 1.0 --top-k 40
     python -m tinyllm_lab "ROMEO." --temperature 0    # greedy
-    python -m tinyllm_lab "" --weights other_folder   # BOS alone: an unconditional sample
+    python -m tinyllm_lab "" --weights SmolLM2-135M    # a Hugging Face folder; "" = BOS alone
+    python -m tinyllm_lab "" --weights stories260K.bin --tokenizer tok512.bin --temperature 0
 
-The prompt is encoded with BOS in front; the prompt is printed, then each new token's text as
-soon as it is complete (`StreamDecoder`), and a final newline. Generation stops at EOS (not
-printed) or after --max-new-tokens. A prompt + --max-new-tokens longer than the model's context
-(max_seq_len) is refused, not cut. Bad arguments exit with status 2, weights that cannot be
-loaded with status 1; either way with one line on stderr: `tinyllm-lab: error: ...`.
+Sampling defaults here are temperature 0.8 and top-p 0.95 (seed 0), a sample that reads
+naturally; the library's `Session.generate` / `Session.stream` default to greedy (temperature 0).
+The checkpoint is read by `tinyllm_lab.load` (a Hugging Face folder, or a llama2.c `.bin` with
+--tokenizer); --context sizes the KV cache (default min(the model's trained context, 4096)).
+The prompt is encoded with BOS in front (when the tokenizer has one); the prompt is printed as
+the model read it, then each new token's text as soon as it is complete (the tokenizer's stream
+decoder), and a final newline. Generation stops at EOS (not printed) or after --max-new-tokens.
+A prompt + --max-new-tokens longer than the context is refused, not cut.
+
+It never ends in a traceback for anything a user can cause: bad arguments exit with status 2,
+weights that cannot be loaded or output that cannot be written (a full disk, a closed stdout)
+with status 1; either way with one line on stderr: `tinyllm-lab: error: ...`. A reader that
+leaves early (`| head`) ends it quietly with status 0.
 
 Hand-written, not promoted: the entry point that ties together the tokenizer (day 7), the
 loader (day 6) and the session (day 5).
 """
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -25,13 +33,12 @@ from pathlib import Path
 import numpy as np
 
 import tinyllm_lab
+from tinyllm_lab.checkpoint import load as load_checkpoint
 from tinyllm_lab.session import Session
-from tinyllm_lab.tokenizer import StreamDecoder, Tokenizer
-from tinyllm_lab.weights import load_model
 
 PROG = "tinyllm-lab"
 BUNDLED_WEIGHTS = Path(tinyllm_lab.__file__).resolve().parent.parent / "weights"  # the repository's weights/
-WEIGHT_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+DEFAULT_TEMPERATURE, DEFAULT_TOP_P = 0.8, 0.95  # the command line samples; the library's Session is greedy
 
 
 class CLIError(Exception):
@@ -42,9 +49,23 @@ class CLIError(Exception):
         self.status = status
 
 
+class OutputError(Exception):
+    """stdout refused a write (a full disk, a closed descriptor): reported as one line, status 1."""
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse prints the usage, then the error: keep only one line
         self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+
+    def _print_message(self, message, file=None):  # --help into a full disk must not end in a traceback
+        file = file or sys.stderr
+        if not message or file is None:
+            return
+        try:  # argparse's own version swallows OSError: the help would vanish with exit status 0
+            file.write(message)
+            file.flush()
+        except OSError as e:
+            raise OutputError(e.strerror or type(e).__name__) from None
 
 
 def _number(kind, check, requirement):  # -> an argparse `type` that converts, then checks
@@ -61,119 +82,160 @@ def _number(kind, check, requirement):  # -> an argparse `type` that converts, t
 
 def parse_args(argv):
     parser = Parser(prog=PROG, description="Generate text with the tinyllm-lab numpy engine, streamed as it is produced.",
-                    epilog="Exit status: 0 done, 1 the weights cannot be loaded, 2 bad arguments.")
+                    epilog="Exit status: 0 done, 1 the weights cannot be loaded or the output cannot be written, "
+                           "2 bad arguments. The library's Session defaults to greedy; this command samples.")
     parser.add_argument("prompt", help='the text to continue ("" for BOS alone); encoded with BOS in front')
     parser.add_argument("--max-new-tokens", type=_number(int, lambda n: n >= 0, "an integer >= 0"), default=100,
                         metavar="N", help="stop after N new tokens, or earlier at EOS (default 100)")
     parser.add_argument("--temperature", type=_number(float, lambda t: 0 <= t < math.inf, "a finite number >= 0"),
-                        default=0.8, metavar="T", help="divide the logits by T; 0 = greedy (default 0.8)")
+                        default=DEFAULT_TEMPERATURE, metavar="T",
+                        help=f"divide the logits by T; 0 = greedy (default {DEFAULT_TEMPERATURE})")
     parser.add_argument("--top-k", type=_number(int, lambda k: k >= 0, "an integer >= 0"), default=0, metavar="K",
                         help="sample only from the K most likely tokens; 0 = no limit (default 0)")
-    parser.add_argument("--top-p", type=_number(float, lambda p: 0 < p <= 1, "in (0, 1]"), default=0.95, metavar="P",
-                        help="sample only from the most likely tokens holding P of the mass; 1 = no limit (default 0.95)")
+    parser.add_argument("--top-p", type=_number(float, lambda p: 0 < p <= 1, "in (0, 1]"), default=DEFAULT_TOP_P,
+                        metavar="P", help="sample only from the most likely tokens holding P of the mass; "
+                                          f"1 = no limit (default {DEFAULT_TOP_P})")
     parser.add_argument("--seed", type=_number(int, lambda s: s >= 0, "an integer >= 0"), default=0, metavar="S",
                         help="seed of the sampling generator: the same seed gives the same text (default 0)")
-    parser.add_argument("--weights", type=Path, default=BUNDLED_WEIGHTS, metavar="FOLDER",
-                        help="a folder with config.json, model.safetensors and tokenizer.json "
-                             "(default: the course model in the repository's weights/)")
+    parser.add_argument("--weights", type=Path, default=BUNDLED_WEIGHTS, metavar="PATH",
+                        help="a Hugging Face folder (config.json, model.safetensors or its shards, tokenizer.json) "
+                             "or a llama2.c .bin (with --tokenizer) (default: the course model in the repository's weights/)")
+    parser.add_argument("--tokenizer", type=Path, default=None, metavar="PATH",
+                        help="a llama2.c model's tokenizer .bin (required with a .bin), or a tokenizer.json "
+                             "to use instead of the folder's")
+    parser.add_argument("--context", type=_number(int, lambda n: n > 0, "an integer > 0"), default=None, metavar="N",
+                        help="positions the KV cache holds: prompt + new tokens at most "
+                             "(default min(the model's trained context, 4096))")
     return parser.parse_args(argv)
 
 
 def one_line(error):  # an exception -> its message on one line (some loader messages list problems on lines)
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     message = " ".join(lines[:1] + ["; ".join(lines[1:])]).strip()
-    if isinstance(error, (ValueError, OSError)):  # the loaders' own errors, and unreadable files: self-explanatory
-        return message or type(error).__name__
+    if isinstance(error, (ValueError, OSError, TypeError)) and message:  # the loaders' own errors: self-explanatory
+        return message
     return f"{type(error).__name__}: {message}" if message else type(error).__name__  # the type is part of the clue
 
 
-def load(folder):  # -> (Model, Tokenizer), or CLIError saying what is wrong with the folder
-    """Read the three files of `folder`; ANY exception while doing so becomes a one-line CLIError.
+def load(args):  # -> (Model, tokenizer), or CLIError saying what is wrong with the checkpoint
+    """`tinyllm_lab.load` on --weights / --tokenizer / --context; ANY exception while loading becomes one line.
 
     The boundary: loading parses files that anyone can hand us, so whatever a file makes the
-    loaders raise (bad JSON, a field of the wrong type, a config whose numbers make the loader
-    divide by zero, ...) is reported as a problem with that folder, exit status 1. Nothing after
-    `load` is caught this way: once the files have loaded and been checked, an exception during
+    loaders raise (bad JSON, a field of the wrong type, a header whose numbers make no model,
+    ...) is reported as a problem with that checkpoint, exit status 1. Nothing after `load` is
+    caught this way: once the files have loaded and been checked, an exception during
     generation is a bug in the engine, and it keeps its traceback.
     """
-    if not folder.is_dir():
-        problem = "does not exist" if not folder.exists() else "is not a folder"
-        raise CLIError(f"weights folder {folder} {problem} (pass --weights FOLDER)")
-    missing = [name for name in WEIGHT_FILES if not (folder / name).is_file()]
-    if missing:
-        raise CLIError(f"weights folder {folder} has no {', '.join(missing)} (it needs {', '.join(WEIGHT_FILES)})")
     try:
-        hf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        return load_checkpoint(args.weights, max_seq_len=args.context, tokenizer=args.tokenizer)
+    except MemoryError:
+        raise CLIError(f"out of memory loading {args.weights} (a smaller --context may help)") from None
     except Exception as e:
-        raise CLIError(f"cannot read {folder / 'config.json'}: {one_line(e)}") from None
-    if not isinstance(hf, dict):
-        raise CLIError(f"{folder / 'config.json'} is not a JSON object, so not a Hugging Face config")
+        message = one_line(e)
+        if str(args.weights) not in message and (args.tokenizer is None or str(args.tokenizer) not in message):
+            message = f"cannot load the model in {args.weights}: {message}"  # say which checkpoint, once
+        raise CLIError(message) from None
+
+
+def write(out, text):  # write and flush now (streaming); a refusing stdout becomes OutputError
     try:
-        model = load_model(folder)
-    except Exception as e:
-        raise CLIError(f"cannot load the model in {folder}: {one_line(e)}") from None
-    try:
-        tokenizer = Tokenizer.load(folder / "tokenizer.json")
-    except Exception as e:
-        raise CLIError(f"cannot load {folder / 'tokenizer.json'}: {one_line(e)}") from None
-    if tokenizer.vocab_size != model.config.vocab_size:
-        raise CLIError(f"{folder}: tokenizer.json has {tokenizer.vocab_size} tokens but config.json has "
-                       f"vocab_size {model.config.vocab_size}: they do not belong together")
-    for name, ours in [("bos_token_id", tokenizer.bos_id), ("eos_token_id", tokenizer.eos_id)]:
-        if hf.get(name, ours) != ours:
-            raise CLIError(f"{folder}: config.json has {name} {hf[name]} but the tokenizer's is {ours}")
-    return model, tokenizer
+        out.write(text)
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(e.strerror or type(e).__name__) from None
+
+
+def encode_prompt(tokenizer, prompt, limit, max_new_tokens):  # -> list of ids, BOS first when there is one
+    prompt_ids = tokenizer.encode(prompt, bos=tokenizer.bos_id is not None)
+    if not prompt_ids:
+        raise CLIError("the prompt is empty and this tokenizer has no BOS token to start from: give a prompt", status=2)
+    if len(prompt_ids) + max_new_tokens > limit:
+        room = limit - len(prompt_ids)
+        advice = f"use --max-new-tokens {room} or less" if room > 0 else "shorten the prompt"
+        raise CLIError(f"the prompt ({len(prompt_ids)} tokens with BOS) + --max-new-tokens {max_new_tokens} "
+                       f"exceeds the model's context of {limit} tokens (--context): {advice}", status=2)
+    return prompt_ids
+
+
+def stream_decoder(tokenizer):  # TODO(H-CLI): drop once day 7's Tokenizer has stream_decoder() (H-D7)
+    if hasattr(tokenizer, "stream_decoder"):
+        return tokenizer.stream_decoder()
+    from tinyllm_lab.tokenizer import StreamDecoder
+    return StreamDecoder(tokenizer)
 
 
 def generate(args, out):
     """Load, check, then write the prompt and each new token's text to `out` as soon as it is complete."""
-    model, tokenizer = load(args.weights)
-    prompt_ids = tokenizer.encode(args.prompt, bos=True)
-    limit = model.config.max_seq_len
-    if len(prompt_ids) + args.max_new_tokens > limit:
-        room = limit - len(prompt_ids)
-        advice = f"use --max-new-tokens {room} or less" if room > 0 else "shorten the prompt"
-        raise CLIError(f"the prompt ({len(prompt_ids)} tokens with BOS) + --max-new-tokens {args.max_new_tokens} "
-                       f"exceeds the model's context of {limit} tokens: {advice}", status=2)
+    model, tokenizer = load(args)
+    prompt_ids = encode_prompt(tokenizer, args.prompt, model.config.max_seq_len, args.max_new_tokens)
     session = Session(model, eos_id=tokenizer.eos_id)
     tokens = session.stream(prompt_ids, args.max_new_tokens, np.random.default_rng(args.seed),
                             args.temperature, args.top_k, args.top_p)
-    stream = StreamDecoder(tokenizer)
-    out.write("".join(stream.push(i) for i in prompt_ids[1:]))  # the prompt as the model read it
-    out.flush()
+    stream = stream_decoder(tokenizer)
+    shown = prompt_ids[1:] if prompt_ids[0] == tokenizer.bos_id else prompt_ids
+    if len(shown) < len(prompt_ids):
+        stream.push(prompt_ids[0])  # BOS: no text shown, but the decoder knows the text starts here
+    write(out, "".join(stream.push(i) for i in shown))  # the prompt as the model read it
     try:
         for token in tokens:
             if token == tokenizer.eos_id:
                 break
             piece = stream.push(token)
             if piece:
-                out.write(piece)
-                out.flush()  # streaming: show each piece now, not when a buffer fills
+                write(out, piece)  # streaming: show each piece now, not when a buffer fills
     except ValueError as e:  # the sampler refusing the settings for these logits, e.g. --temperature 1e-320
-        out.write("\n")
+        write(out, "\n")
         raise CLIError(f"sampling stopped: {one_line(e)}", status=2) from None
-    out.write(stream.flush() + "\n")
-    out.flush()
+    write(out, stream.flush() + "\n")
+
+
+def report(message):  # one line on stderr, if there is a stderr to write to
+    try:
+        if sys.stderr is not None:
+            print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def silence_stdout():  # the buffered text can never be written: send it to /dev/null so exit cannot fail again
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, AttributeError, ValueError):
+        pass
 
 
 def main(argv=None):  # -> exit status
+    try:
+        return run(argv)
+    except OutputError as e:  # e.g. `> /dev/full`
+        report(f"cannot write the output: {e}")
+        silence_stdout()
+        return 1
+    except BrokenPipeError:  # e.g. `| head`: the reader left; stop quietly
+        silence_stdout()
+        return 0
+    except KeyboardInterrupt:
+        report("interrupted")
+        return 130
+
+
+def run(argv):  # -> exit status; OutputError, BrokenPipeError and KeyboardInterrupt are main's
+    if sys.stdout is None:  # started with stdout closed (`>&-`): nowhere to write, say so before any work
+        report("standard output is closed: nowhere to write the text")
+        return 1
     args = parse_args(argv)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")  # a terminal that cannot show a character gets '?', not a crash
     try:
         generate(args, sys.stdout)
     except CLIError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        report(str(e))
         return e.status
-    except MemoryError as e:  # e.g. a config.json whose max_position_embeddings asks for a huge KV cache
-        print(f"{PROG}: error: out of memory: {one_line(e)}", file=sys.stderr)
+    except MemoryError as e:  # e.g. a --context too large for this machine's memory
+        report(f"out of memory: {one_line(e)}")
         return 1
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # e.g. `| head`: the reader left; stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit cannot fail again
-        return 0
     return 0
 
 

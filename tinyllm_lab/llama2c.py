@@ -195,7 +195,7 @@ def load_llama2c(path, max_seq_len=None):  # -> Model
     non-finite weight; TypeError / ValueError for a bad `max_seq_len`.
     """
     path, size = regular_file(path, "llama2.c model")
-    name = path.name
+    name = str(path)
     header = read_header(path, size, name)
     config = config_from_header(header, context_length(max_seq_len, header[6], name), name)
     return Model(config, weights_from_arrays(read_arrays(path, header, name), config))
@@ -269,7 +269,7 @@ class Llama2cTokenizer:
         over 1 GiB, or is malformed (see `read_tokenizer_file`).
         """
         path, size = regular_file(path, "llama2.c tokenizer")
-        name = path.name
+        name = str(path)
         if size > MAX_TOKENIZER_BYTES:
             raise ValueError(f"{name}: {size} bytes, more than any tokenizer file (limit {MAX_TOKENIZER_BYTES} bytes)")
         pieces, scores, _ = read_tokenizer_file(path.read_bytes(), name)
