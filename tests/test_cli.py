@@ -392,3 +392,48 @@ def test_a_reader_that_leaves_early_ends_it_quietly():
     proc.stdout.close()
     assert proc.wait(timeout=120) == 0
     assert proc.stderr.read() == b""
+
+
+# ---- a Hugging Face folder as transformers writes it, with a real tokenizer --------------------------------
+
+SMOLLM2 = SHARED / "tokenizers" / "smollm2-135m"
+
+
+@pytest.fixture(scope="module")
+def smollm2_folder(tmp_path_factory):
+    """SmolLM2-135M's published config shrunk to 2 layers of width 96 (GQA 3:1, head_dim 32, tied, theta 1e5),
+    random float32 weights written by transformers, and SmolLM2's real tokenizer.json."""
+    if not (SMOLLM2 / "config.json").is_file() or not (SMOLLM2 / "tokenizer.json").is_file():
+        pytest.skip("../shared/tokenizers/smollm2-135m/ (config.json, tokenizer.json) is not next to the repository")
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    transformers.utils.logging.disable_progress_bar()
+    config = json.loads((SMOLLM2 / "config.json").read_text(encoding="utf-8"))
+    config.update(num_hidden_layers=2, hidden_size=96, intermediate_size=256, num_attention_heads=3,
+                  num_key_value_heads=1)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config)).eval()
+    folder = tmp_path_factory.mktemp("smollm2_shaped")
+    model.save_pretrained(folder)
+    (folder / "tokenizer.json").write_bytes((SMOLLM2 / "tokenizer.json").read_bytes())
+    return folder, model
+
+
+def test_a_smollm2_shaped_folder_runs_from_the_command_line(smollm2_folder):
+    """Greedy from the command line = transformers' greedy ids decoded by the `tokenizers` library."""
+    import torch
+    from tokenizers import Tokenizer as HFTokenizer
+    folder, model = smollm2_folder
+    prompt, n = "Hello world, this is café 日本 🙂", 12
+    reference_tok = HFTokenizer.from_file(str(folder / "tokenizer.json"))
+    ids = [0] + reference_tok.encode(prompt, add_special_tokens=False).ids  # BOS = <|endoftext|>, id 0
+    new = []
+    with torch.inference_mode():
+        for _ in range(n):
+            new.append(int(model(torch.tensor([ids + new])).logits[0, -1].argmax()))
+    if 0 in new:  # EOS is id 0 too: the command stops there
+        new = new[:new.index(0)]
+    result = run(prompt, "--weights", str(folder), "--temperature", "0", "--max-new-tokens", str(n))
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout == reference_tok.decode(ids[1:] + new, skip_special_tokens=False) + "\n"
+    assert result.stdout.startswith(prompt)
