@@ -501,3 +501,12 @@ def test_the_stream_decoder_never_splits_a_character(tok, text):
     if "日" in text:  # its three byte tokens: nothing until the third
         at = ids.index(3 + "日".encode()[0])
         assert pieces[at] == pieces[at + 1] == "" and pieces[at + 2].startswith("日")
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_versioned_export_is_refused_by_name(tmp_path, version):
+    """llama2.c's `export.py --version 1` (float32) / `--version 2` (int8) files: magic, version, then a 256-byte header."""
+    path = tmp_path / "v.bin"
+    path.write_bytes(struct.pack("<Ii7iB", 0x616B3432, version, 8, 16, 1, 2, 1, 4, 3, 1).ljust(256, b"\0") + bytes(64))
+    with pytest.raises(ValueError, match=f"a llama2.c version {version} export .*export.py --version 0"):
+        load_llama2c(path)

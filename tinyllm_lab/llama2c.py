@@ -45,6 +45,7 @@ from tinyllm_lab.model import LayerWeights, Model, ModelWeights
 
 HEADER = struct.Struct("<7i")  # dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, max_seq_len
 HEADER_FIELDS = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "max_seq_len")
+VERSIONED_MAGIC = 0x616B3432  # "ak42": llama2.c's `export.py --version 1` / `--version 2` files start with it
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
 BYTE_OFFSET = 3                # with byte fallback, byte b has the token id 3 + b (its piece is the text "<0xNN>")
 UNK_TEXT = " \u2047 "          # what SentencePiece's decode writes for <unk>: " ⁇ "
@@ -177,6 +178,9 @@ def read_header(path, size, name):  # -> 7 ints, checked, and the file's size eq
         raise ValueError(f"{name}: the file is {size} bytes, too short for the {HEADER.size}-byte header "
                          f"(7 int32: {', '.join(HEADER_FIELDS)})")
     header = HEADER.unpack(raw)
+    if header[0] == VERSIONED_MAGIC:
+        raise ValueError(f"{name}: a llama2.c version {header[1]} export (magic \"ak42\"); only the legacy "
+                         "format is read here: export it again with llama2.c's `export.py --version 0`")
     check_header(header, name)
     expected = expected_bytes(header)
     if size != expected:
