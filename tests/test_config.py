@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from tinyllm_lab.config import COURSE_MODEL, ModelConfig
@@ -57,13 +58,52 @@ def test_sizes_must_be_positive_integers(field, value):
     (dict(n_kv_heads=3), r"n_heads = 4 is not divisible by n_kv_heads = 3"),
     (dict(n_kv_heads=8), r"n_heads = 4 is not divisible by n_kv_heads = 8"),
     (dict(dim=36, head_dim=9), r"head_dim = 9 must be even for RoPE pairs"),
-    (dict(norm_eps=0.0), r"norm_eps must be positive, got 0\.0"),
-    (dict(norm_eps=-1e-5), r"norm_eps must be positive, got -1e-05"),
-    (dict(norm_eps=float("nan")), r"norm_eps must be positive, got nan"),
-    (dict(rope_theta=0.0), r"rope_theta must be positive, got 0\.0"),
+    (dict(norm_eps=0.0), r"norm_eps must be finite and > 0, got 0\.0"),
+    (dict(norm_eps=-1e-5), r"norm_eps must be finite and > 0, got -1e-05"),
+    (dict(norm_eps=float("nan")), r"norm_eps must be finite and > 0, got nan"),
+    (dict(rope_theta=0.0), r"rope_theta must be finite and > 0, got 0\.0"),
     (dict(tie_embeddings=1), r"tie_embeddings must be True or False, got 1"),
     (dict(tie_embeddings="yes"), r"tie_embeddings must be True or False, got 'yes'"),
 ])
 def test_inconsistent_configs_name_the_numbers(changes, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig(**{**SMALL, **changes})
+
+
+# --- numbers that are not finite, not numbers, or numpy scalars (issue 10, kind 1) -----------------
+
+@pytest.mark.parametrize("field", ["norm_eps", "rope_theta"])
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), 1e999, -1.0, 0, 10**400,
+                                   np.float64("inf"), np.float32("nan")])
+def test_constants_must_be_finite_and_positive(field, value):
+    # config.json's 1e999 is inf: it loaded, and the command line then printed NUL bytes and exited 0
+    with pytest.raises(ValueError, match=rf"ModelConfig\.{field} must be finite and > 0, got "):
+        ModelConfig(**{**SMALL, field: value})
+
+
+@pytest.mark.parametrize("field", ["norm_eps", "rope_theta"])
+@pytest.mark.parametrize("value", ["1e-5", None, True, [1e-5], 1 + 0j])
+def test_constants_must_be_numbers(field, value):
+    with pytest.raises(ValueError, match=rf"ModelConfig\.{field} must be a number, got "):
+        ModelConfig(**{**SMALL, field: value})
+
+
+def test_numpy_numbers_are_accepted_and_stored_as_python_numbers():
+    config = ModelConfig(**{**SMALL, "dim": np.int64(32), "vocab_size": np.int32(97), "norm_eps": np.float32(1e-5),
+                            "rope_theta": np.float64(5e5), "max_seq_len": np.uint16(80)})
+    assert config == ModelConfig(**{**SMALL, "norm_eps": float(np.float32(1e-5)), "rope_theta": 5e5})
+    assert type(config.dim) is int and type(config.vocab_size) is int and type(config.max_seq_len) is int
+    assert type(config.norm_eps) is float and type(config.rope_theta) is float
+    assert hash(config) == hash(ModelConfig(**{**SMALL, "norm_eps": float(np.float32(1e-5)), "rope_theta": 5e5}))
+
+
+def test_integer_constants_are_stored_as_floats():
+    config = ModelConfig(**{**SMALL, "rope_theta": 10000, "norm_eps": 1})
+    assert config.rope_theta == 10000.0 and type(config.rope_theta) is float and type(config.norm_eps) is float
+
+
+@pytest.mark.parametrize("field", SIZE_FIELDS)
+@pytest.mark.parametrize("value", [np.float64(8.0), np.bool_(True), float("inf"), float("nan"), 8 + 0j])
+def test_sizes_that_are_numpy_floats_bools_or_not_finite_are_refused(field, value):
+    with pytest.raises(ValueError, match=rf"ModelConfig\.{field} must be a positive integer, got "):
+        ModelConfig(**{**SMALL, field: value})

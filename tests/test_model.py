@@ -177,10 +177,88 @@ def test_tokens_out_of_range_raise_and_leave_the_cache(model):
     assert cache.pos == 4 and np.array_equal(cache.keys, keys)
 
 
-@pytest.mark.parametrize("bad", [[], [[1, 2]], [1.0, 2.0], np.array([True])])
+@pytest.mark.parametrize("bad", [[], [[1, 2]], np.zeros((2, 2), np.int64)])
 def test_tokens_must_be_a_nonempty_1d_int_array(model, bad):
     with pytest.raises(ValueError, match="tokens must be a non-empty 1-D array of ints"):
         model.forward(bad, model.new_cache())
+
+
+@pytest.mark.parametrize("bad, shown", [([1.0, 2.0], "float64"), (np.array([True]), "bool"), ([1, None], "object"),
+                                        (np.array([1, 2], np.float32), "float32")])
+def test_tokens_that_are_not_integers_raise_a_type_error(model, bad, shown):
+    cache = model.new_cache()
+    with pytest.raises(TypeError, match=f"forward: tokens must be integer token ids, got {shown}"):
+        model.forward(bad, cache)
+    assert cache.pos == 0 and not cache.keys.any()
+
+
+@pytest.mark.parametrize("text", ["To be", b"To be"])
+def test_text_instead_of_ids_says_to_encode_it_first(model, text):
+    with pytest.raises(TypeError, match=r"forward: tokens must be token ids, got the text .*To be.*tokenizer\.encode\(text\)"):
+        model.forward(text, model.new_cache())
+
+
+@pytest.mark.parametrize("cache", [None, "cache", np.zeros((2, 80, 2, 8), np.float32)])
+def test_a_cache_that_is_not_a_kvcache_raises_a_type_error(model, cache):
+    with pytest.raises(TypeError, match="forward: cache must be a KVCache \\(model.new_cache\\(\\)\\), got"):
+        model.forward([1, 2], cache)
+
+
+def test_maps_that_is_not_a_list_is_refused_before_anything_is_written(model):
+    cache = model.new_cache()
+    with pytest.raises(TypeError, match="forward: maps must be None or a list to append to, got dict"):
+        model.forward([1, 2], cache, maps={})
+    assert cache.pos == 0 and not cache.keys.any() and not cache.written.any()
+
+
+def test_a_half_written_cache_is_refused_by_name(model):
+    # a forward that failed half-way (or a layer written by hand) leaves written != pos: refuse it, don't build on it
+    cache = model.new_cache()
+    c = model.config
+    cache.update(0, np.ones((3, c.n_kv_heads, c.head_dim), np.float32), np.ones((3, c.n_kv_heads, c.head_dim), np.float32))
+    with pytest.raises(ValueError, match=r"forward: the cache is half-written \(layers wrote up to \[3, 0.*pos = 0\): "
+                                         r"call cache.reset\(\)"):
+        model.forward([1, 2], cache)
+    cache.reset()
+    assert model.forward([1, 2], cache).shape == (2, c.vocab_size)
+
+
+@pytest.mark.parametrize("config", [None, {"dim": 32}, "gqa"])
+def test_model_refuses_a_config_that_is_not_a_model_config(config):
+    weights = random_weights(CONFIGS["gqa"], np.random.default_rng(0))
+    with pytest.raises(TypeError, match="config must be a ModelConfig, got"):
+        Model(config, weights)
+
+
+@pytest.mark.parametrize("weights", [None, {"tok_embeddings": 1}, [1, 2]])
+def test_model_refuses_weights_that_are_not_model_weights(weights):
+    with pytest.raises(TypeError, match="weights must be a ModelWeights, got"):
+        Model(CONFIGS["gqa"], weights)
+
+
+def test_check_weights_refuses_layers_that_are_not_a_list_and_names_a_malformed_layer():
+    config = CONFIGS["gqa"]
+    weights = random_weights(config, np.random.default_rng(0))
+    weights.layers = {0: weights.layers[0]}
+    with pytest.raises(TypeError, match="weights.layers must be a list of LayerWeights, got dict"):
+        check_weights(config, weights)
+    weights = random_weights(config, np.random.default_rng(0))
+    weights.layers[1] = "layer one"
+    with pytest.raises(ValueError, match=r"layers\.1: expected a LayerWeights, found str"):
+        check_weights(config, weights)
+
+
+@pytest.mark.parametrize("rng, std, error, match", [
+    (42, 0.02, TypeError, "rng must be a np.random.Generator"),
+    (np.random.RandomState(0), 0.02, TypeError, "rng must be a np.random.Generator"),
+    (np.random.default_rng(0), "0.02", TypeError, "std must be a number"),
+    (np.random.default_rng(0), True, TypeError, "std must be a number"),
+    (np.random.default_rng(0), -0.02, ValueError, "std must be finite and >= 0"),
+    (np.random.default_rng(0), float("nan"), ValueError, "std must be finite and >= 0"),
+])
+def test_random_weights_checks_its_arguments(rng, std, error, match):
+    with pytest.raises(error, match=f"random_weights: {match}"):
+        random_weights(CONFIGS["gqa"], rng, std)
 
 
 def test_overflow_raises_without_corrupting_the_cache(model):

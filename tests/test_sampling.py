@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tinyllm_lab.sampling import check_sampling, next_token_probs, sample, top_k_filter, top_p_filter
+from tinyllm_lab.sampling import check_rng, check_sampling, next_token_probs, sample, top_k_filter, top_p_filter
 
 
 def random_logits(seed, V=50, scale=2.0):
@@ -195,10 +195,6 @@ def test_the_largest_u_never_draws_a_cut_token():
     (dict(temperature=float("nan")), r"temperature must be finite and >= 0.*got nan"),
     (dict(temperature=float("inf")), r"temperature must be finite and >= 0.*got inf"),
     (dict(top_k=-1), r"top_k must be an integer >= 0 \(0 means no limit\), got -1"),
-    (dict(top_k=2.5), r"top_k must be an integer >= 0.*got 2.5"),
-    (dict(top_k=2.0), r"top_k must be an integer >= 0.*got 2.0"),
-    (dict(top_k=True), r"top_k must be an integer >= 0.*got True"),
-    (dict(top_k=None), r"top_k must be an integer >= 0.*got None"),
     (dict(top_p=0.0), r"top_p must be in \(0, 1\] \(1 means no limit\), got 0.0"),
     (dict(top_p=-0.5), r"top_p must be in \(0, 1\].*got -0.5"),
     (dict(top_p=1.01), r"top_p must be in \(0, 1\].*got 1.01"),
@@ -266,3 +262,87 @@ def test_sampling_without_a_generator_raises_a_value_error():
     with pytest.raises(ValueError, match=r"sampling with temperature > 0 needs rng=np\.random\.default_rng\(seed\)"):
         sample(TOY, None, temperature=0.8)
     assert sample(TOY, None, temperature=0) == 0  # greedy needs none
+
+
+
+# ---------------------------------------------------------------------------------------------
+# arguments of the wrong type: TypeError naming the argument (issue 10, kind 4)
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(temperature="0.7"), r"temperature must be a number \(0 means greedy\), got '0.7'"),
+    (dict(temperature=None), r"temperature must be a number.*got None"),
+    (dict(temperature=True), r"temperature must be a number.*got True"),   # True would have been temperature 1
+    (dict(temperature=[0.7]), r"temperature must be a number.*got \[0.7\]"),
+    (dict(top_k=2.5), r"top_k must be an integer >= 0.*got 2.5"),
+    (dict(top_k=2.0), r"top_k must be an integer >= 0.*got 2.0"),
+    (dict(top_k=True), r"top_k must be an integer >= 0.*got True"),
+    (dict(top_k=None), r"top_k must be an integer >= 0.*got None"),
+    (dict(top_k="40"), r"top_k must be an integer >= 0.*got '40'"),
+    (dict(top_p="0.9"), r"top_p must be a number in \(0, 1\].*got '0.9'"),
+    (dict(top_p=True), r"top_p must be a number in \(0, 1\].*got True"),   # True == 1 passed the range check
+    (dict(top_p=None), r"top_p must be a number in \(0, 1\].*got None"),
+])
+def test_settings_of_the_wrong_type_raise_a_type_error_naming_them(settings, message):
+    full = dict(temperature=1.0, top_k=0, top_p=1.0) | settings
+    for call in (lambda: check_sampling(**full), lambda: sample(TOY, np.random.default_rng(0), **full),
+                 lambda: next_token_probs(TOY, **full)):
+        with pytest.raises(TypeError, match=message):
+            call()
+
+
+def test_numpy_numbers_are_settings():
+    assert sample(TOY, None, np.float64(0.0), np.int64(0), np.float32(1.0)) == 0
+    probs = next_token_probs(TOY, np.float32(0.5), np.int32(3), np.float64(0.9))
+    np.testing.assert_array_equal(probs, next_token_probs(TOY, float(np.float32(0.5)), 3, 0.9))
+
+
+@pytest.mark.parametrize("rng", [42, "seed", np.int64(7), [0.5]])
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_an_rng_that_is_not_a_generator_is_refused_even_when_greedy(rng, temperature):
+    with pytest.raises(TypeError, match=r"rng must be a np.random.Generator, e.g. np.random.default_rng\("):
+        sample(TOY, rng, temperature)
+    with pytest.raises(TypeError, match=r"rng must be a np.random.Generator"):
+        check_rng(rng, temperature)
+
+
+def test_check_rng_accepts_a_generator_and_none_only_when_greedy():
+    check_rng(np.random.default_rng(0), 0.8)
+    check_rng(None, 0.0)
+    with pytest.raises(ValueError, match=r"sampling with temperature > 0 needs rng=np\.random\.default_rng\(seed\)"):
+        check_rng(None, 0.5)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_all_minus_infinity_logits_raise_instead_of_answering_zero(temperature):
+    # greedy used to return token 0, which has probability 0 like every other
+    z = np.full(5, -np.inf, dtype=np.float32)
+    with pytest.raises(ValueError, match="logits are all -inf: every token has probability 0, so there is no next token"):
+        sample(z, np.random.default_rng(0), temperature)
+    with pytest.raises(ValueError, match="logits are all -inf"):
+        next_token_probs(z, temperature)
+
+
+@pytest.mark.parametrize("logits, dtype", [(np.array([True, False]), "bool"), (np.array([1 + 1j, 0j]), "complex128"),
+                                           (np.array(["2.0", "1.0"]), "<U3"), (np.array([1.0, None]), "object")])
+def test_logits_that_are_not_real_numbers_raise_a_type_error(logits, dtype):
+    with pytest.raises(TypeError, match=f"logits must hold real numbers .*got dtype {dtype}"):
+        sample(logits, None, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the dtype rule: logits of any real dtype are read as float32, probabilities worked out in float64
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int64, np.int8])
+def test_logits_of_any_real_dtype_are_read_as_float32(dtype):
+    z = (3 * np.random.default_rng(8).standard_normal(40)).astype(dtype)
+    as32 = z.astype(np.float32)
+    for settings in (dict(temperature=0.0), dict(temperature=0.7, top_k=10), dict(temperature=1.3, top_p=0.8)):
+        probs = next_token_probs(z, **settings)
+        assert probs.dtype == np.float64
+        np.testing.assert_array_equal(probs, next_token_probs(as32, **settings))
+        assert sample(z, np.random.default_rng(1), **settings) == sample(as32, np.random.default_rng(1), **settings)
+
+
+def test_float64_logits_beyond_float32_range_are_refused():
+    with pytest.raises(ValueError, match="logits holds values beyond float32's range"):
+        sample(np.array([1e300, 0.0]), None, 0.0)

@@ -58,11 +58,9 @@ def test_overflow_is_refused_up_front(model):
 @pytest.mark.parametrize("prompt, max_new_tokens, settings, message", [
     ([], 5, {}, r"the prompt must be a non-empty list of token ids"),
     ([[1, 2]], 5, {}, r"the prompt must be a non-empty list of token ids"),
-    ([1.0, 2.0], 5, {}, r"the prompt must be a non-empty list of token ids, got float64"),
     ([1, 97], 5, {}, r"prompt token ids must be in 0\.\.96, got 1\.\.97"),
     ([-1, 3], 5, {}, r"prompt token ids must be in 0\.\.96, got -1\.\.3"),
     (PROMPT, -1, {}, r"max_new_tokens must be an integer >= 0, got -1"),
-    (PROMPT, 2.5, {}, r"max_new_tokens must be an integer >= 0, got 2.5"),
     (PROMPT, 5, dict(temperature=0.7), r"sampling with temperature > 0 needs rng="),
     (PROMPT, 5, dict(temperature=-1.0), r"temperature must be finite and >= 0"),
     (PROMPT, 5, dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
@@ -72,6 +70,63 @@ def test_bad_arguments_raise_before_any_forward(model, prompt, max_new_tokens, s
     with pytest.raises(ValueError, match=message):
         Session(model).stream(prompt, max_new_tokens, **settings)
     assert model.calls == []
+
+
+@pytest.mark.parametrize("prompt, max_new_tokens, settings, message", [
+    ([1.0, 2.0], 5, {}, r"the prompt must be a list of integer token ids, got float64"),
+    (np.array([True, False]), 5, {}, r"the prompt must be a list of integer token ids, got bool"),
+    ([1, None], 5, {}, r"the prompt must be a list of integer token ids, got object"),
+    ("To be", 20, {}, r"prompt_ids must be token ids, got the text 'To be': encode it first, "
+                      r"e\.g\. prompt_ids = tokenizer\.encode\(text\)"),
+    (b"To be", 20, {}, r"prompt_ids must be token ids, got the text b'To be'"),
+    (PROMPT, 2.5, {}, r"max_new_tokens must be an integer >= 0, got 2.5"),
+    (PROMPT, True, {}, r"max_new_tokens must be an integer >= 0, got True"),
+    (PROMPT, "20", {}, r"max_new_tokens must be an integer >= 0, got '20'"),
+    (PROMPT, None, {}, r"max_new_tokens must be an integer >= 0, got None"),
+    (PROMPT, 5, dict(temperature="0.7"), r"temperature must be a number \(0 means greedy\), got '0.7'"),
+    (PROMPT, 5, dict(temperature=True), r"temperature must be a number"),
+    (PROMPT, 5, dict(top_p=True), r"top_p must be a number in \(0, 1\]"),
+    (PROMPT, 5, dict(top_k=5.0), r"top_k must be an integer >= 0.*got 5.0"),
+    (PROMPT, 5, dict(rng=42, temperature=0.8), r"rng must be a np.random.Generator, e.g. np.random.default_rng\(42\)"),
+    (PROMPT, 5, dict(rng=42), r"rng must be a np.random.Generator"),  # greedy too: 42 is a mistake either way
+])
+def test_arguments_of_the_wrong_type_raise_a_type_error_before_any_forward(model, prompt, max_new_tokens, settings,
+                                                                            message):
+    session = Session(model)
+    session.generate(PROMPT, 3)
+    pos, generation, n_calls = session.cache.pos, session.generation, len(model.calls)
+    with pytest.raises(TypeError, match=message):
+        session.stream(prompt, max_new_tokens, **settings)  # on the call itself, not on the first next()
+    with pytest.raises(TypeError, match=message):
+        session.generate(prompt, max_new_tokens, **settings)
+    # nothing ran and nothing changed: the cache and the generation count are as they were
+    assert len(model.calls) == n_calls and session.cache.pos == pos and session.generation == generation
+
+
+@pytest.mark.parametrize("eos_id", [5.5, 5.0, True, "2", [2]])
+def test_eos_id_must_be_an_integer(model, eos_id):
+    # eos_id=5.5 used to be accepted, and the session then never stopped
+    with pytest.raises(TypeError, match=r"eos_id must be an integer token id or None, got "):
+        Session(model, eos_id=eos_id)
+
+
+def test_eos_id_may_be_a_numpy_integer(model):
+    first = Session(model).generate(PROMPT, 3)
+    assert Session(model, eos_id=np.int64(first[0])).generate(PROMPT, 3) == first[:1]
+
+
+@pytest.mark.parametrize("not_a_model", [None, "model", CONFIG])
+def test_session_refuses_something_that_is_not_a_model(not_a_model):
+    with pytest.raises(TypeError, match="model must be a Model .*got "):
+        Session(not_a_model)
+
+
+def test_session_defaults_to_greedy(model):
+    # no rng, no settings: temperature 0, the argmax at every step, the same ids every time
+    ids = Session(model).generate(PROMPT, 6)
+    assert ids == Session(model).generate(PROMPT, 6, rng=None, temperature=0.0, top_k=0, top_p=1.0)
+    logits = model.forward(PROMPT, model.new_cache())[-1]
+    assert ids[0] == int(np.argmax(logits))
 
 
 @pytest.mark.parametrize("eos_id", [-1, 97])

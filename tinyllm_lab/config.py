@@ -1,8 +1,15 @@
 # Promoted from notebooks/day5_model_session.ipynb by `python -m tinyllm_lab.promote`.
 # Do not edit here: edit the notebook's `#| promote: config` cells and promote again.
 
-"""Day 5 model configuration: the architecture in one frozen dataclass, with Meta / llama2.c names."""
+"""Day 5 model configuration: the architecture in one frozen dataclass, with Meta / llama2.c names.
 
+Checked at construction: sizes positive integers (numpy integers are stored as Python ints; bool
+and float refused), norm_eps and rope_theta finite numbers > 0 (stored as float), the heads
+consistent. Every problem is a ValueError naming the field.
+"""
+
+import math
+import numbers
 from dataclasses import dataclass
 
 
@@ -23,8 +30,9 @@ class ModelConfig:
     def __post_init__(self):
         for name in ("dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_dim", "vocab_size", "max_seq_len"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:  # numpy ints are Integral
                 raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+            object.__setattr__(self, name, int(value))  # frozen: set once, here, as a Python int
         if self.n_heads * self.head_dim != self.dim:
             raise ValueError(f"ModelConfig: n_heads * head_dim = {self.n_heads} * {self.head_dim} "
                              f"= {self.n_heads * self.head_dim}, but dim = {self.dim}")
@@ -32,10 +40,17 @@ class ModelConfig:
             raise ValueError(f"ModelConfig: n_heads = {self.n_heads} is not divisible by n_kv_heads = {self.n_kv_heads}")
         if self.head_dim % 2 != 0:
             raise ValueError(f"ModelConfig: head_dim = {self.head_dim} must be even for RoPE pairs")
-        if not self.norm_eps > 0:
-            raise ValueError(f"ModelConfig.norm_eps must be positive, got {self.norm_eps!r}")
-        if not self.rope_theta > 0:
-            raise ValueError(f"ModelConfig.rope_theta must be positive, got {self.rope_theta!r}")
+        for name in ("norm_eps", "rope_theta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"ModelConfig.{name} must be a number, got {value!r}")
+            try:
+                as_float = float(value)
+            except OverflowError:  # an integer beyond float's range, e.g. 10**400
+                as_float = math.inf
+            if not 0 < as_float < math.inf:  # also false for nan
+                raise ValueError(f"ModelConfig.{name} must be finite and > 0, got {value!r}")
+            object.__setattr__(self, name, as_float)
         if not isinstance(self.tie_embeddings, bool):
             raise ValueError(f"ModelConfig.tie_embeddings must be True or False, got {self.tie_embeddings!r}")
 

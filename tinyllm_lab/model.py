@@ -7,6 +7,10 @@ Follows Meta's llama/model.py and llama2.c's `forward`: embedding -> n_layers bl
 final RMSNorm -> output head. One code path for a prompt of many tokens (prefill) and for one
 token at a time (decode): both write their keys and values into the KV cache and attend to
 everything cached so far.
+
+Arguments are checked before anything is written: a config or weights of the wrong kind, or a
+cache that is not a KVCache, raise TypeError; token ids that are text, not integers, outside the
+vocabulary or past max_seq_len raise TypeError / ValueError saying which, and the cache is unchanged.
 """
 
 from dataclasses import dataclass
@@ -40,8 +44,18 @@ class ModelWeights:
     output: np.ndarray          # [V, D]    output head (the tok_embeddings array itself when tied)
 
 
+_CONFIG_FIELDS = ("dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_dim", "vocab_size", "max_seq_len",
+                 "norm_eps", "rope_theta", "tie_embeddings")
+
+
+def _check_config(config):  # TypeError unless config looks like a ModelConfig (a learner's own class is welcome)
+    if not all(hasattr(config, name) for name in _CONFIG_FIELDS):
+        raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+
+
 def expected_shapes(config):  # -> {name: shape}
     """The shape of every weight `config` needs, named like the fields: `{"tok_embeddings": (V, D), "layers.0.wq": (H*Dh, D), ...}`."""
+    _check_config(config)
     c = config
     q, kv = c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim
     layer = {"attention_norm": (c.dim,), "wq": (q, c.dim), "wk": (kv, c.dim), "wv": (kv, c.dim), "wo": (c.dim, q),
@@ -54,16 +68,27 @@ def expected_shapes(config):  # -> {name: shape}
 
 
 def check_weights(config, weights):
-    """Raise one ValueError listing every weight that does not fit `config` (shape, dtype, layer count, tying)."""
+    """Raise one ValueError listing every weight that does not fit `config` (shape, dtype, layer count, tying).
+
+    TypeError if `config` is not a ModelConfig or `weights` not a ModelWeights (with `layers` a list).
+    """
+    _check_config(config)
+    if not all(hasattr(weights, name) for name in ModelWeights.__dataclass_fields__):
+        raise TypeError(f"weights must be a ModelWeights, got {type(weights).__name__}")
+    if not isinstance(weights.layers, (list, tuple)):
+        raise TypeError(f"weights.layers must be a list of LayerWeights, got {type(weights.layers).__name__}")
     problems = []
     if len(weights.layers) != config.n_layers:
         problems.append(f"layers: expected {config.n_layers} LayerWeights (config.n_layers), found {len(weights.layers)}")
     found = {"tok_embeddings": weights.tok_embeddings, "norm": weights.norm, "output": weights.output}
     for i, layer in enumerate(weights.layers):
+        if not all(hasattr(layer, name) for name in LayerWeights.__dataclass_fields__):
+            problems.append(f"layers.{i}: expected a LayerWeights, found {type(layer).__name__}")
+            continue
         found.update({f"layers.{i}.{name}": getattr(layer, name) for name in LayerWeights.__dataclass_fields__})
     for name, shape in expected_shapes(config).items():
         if name not in found:
-            continue  # in a missing layer: reported above
+            continue  # in a missing or malformed layer: reported above
         w = found[name]
         if not isinstance(w, np.ndarray) or w.shape != shape or w.dtype != np.float32:
             what = f"{w.dtype} {w.shape}" if isinstance(w, np.ndarray) else type(w).__name__
@@ -78,7 +103,14 @@ def random_weights(config, rng, std=0.02):  # -> ModelWeights
     """Untrained weights for `config`: matrices ~ N(0, std^2) in float32, norm weights 1, the head tied if the config says so.
 
     Drawn from `rng` (a seeded `np.random.Generator`) in `expected_shapes` order: the same seed gives the same model.
+    TypeError for an rng that is not a Generator or a std that is not a number; ValueError unless std is finite, >= 0.
     """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"random_weights: rng must be a np.random.Generator (np.random.default_rng(seed)), got {rng!r}")
+    if isinstance(std, bool) or not isinstance(std, (int, float, np.integer, np.floating)):
+        raise TypeError(f"random_weights: std must be a number, got {std!r}")
+    if not 0 <= std < np.inf:
+        raise ValueError(f"random_weights: std must be finite and >= 0, got {std!r}")
     shapes = expected_shapes(config)
 
     def draw(name):  # the weight `name` (shape from expected_shapes): a norm weight of ones, or a matrix ~ N(0, std^2)
@@ -118,7 +150,7 @@ class Model:
     """
 
     def __init__(self, config, weights):
-        check_weights(config, weights)
+        check_weights(config, weights)  # TypeError / ValueError naming what does not fit
         self.config, self.weights = config, weights
         self.cos, self.sin = rope_tables(config.head_dim, config.max_seq_len, config.rope_theta)  # [S_max, Dh/2]
 
@@ -130,10 +162,16 @@ class Model:
         """Logits for each of `tokens`, which continue the sequence already in `cache` (prefill or decode).
 
         Writes the tokens' keys and values into `cache` and advances it by T. Pass a list as
-        `maps` to collect each layer's attention probabilities [H, T, S].
+        `maps` to collect each layer's attention probabilities [H, T, S]. Checked first, the cache
+        untouched on error: TypeError for text instead of ids, non-integer ids, a cache that is not
+        a KVCache or maps that is not a list; ValueError for ids outside the vocabulary, a cache of
+        another shape, a half-written cache, or more tokens than max_seq_len leaves room for.
         """
+        if isinstance(tokens, (str, bytes)):
+            raise TypeError(f"forward: tokens must be token ids, got the text {tokens[:40]!r}: encode it first, "
+                            f"e.g. tokens = tokenizer.encode(text)")
         tokens = np.asarray(tokens)
-        self._check_inputs(tokens, cache)
+        self._check_inputs(tokens, cache, maps)
         w = self.weights
         x = w.tok_embeddings[tokens]                                   # [T, D]
         for i, layer in enumerate(w.layers):
@@ -141,9 +179,15 @@ class Model:
         cache.advance(len(tokens))                                     # every layer wrote: move on
         return linear(rms_norm(x, w.norm, self.config.norm_eps), w.output)  # [T, V]
 
-    def _check_inputs(self, tokens, cache):  # raise before any layer writes into the cache
+    def _check_inputs(self, tokens, cache, maps):  # raise before any layer writes into the cache
         c = self.config
-        if tokens.ndim != 1 or tokens.size == 0 or not np.issubdtype(tokens.dtype, np.integer):
+        if not isinstance(cache, KVCache):
+            raise TypeError(f"forward: cache must be a KVCache (model.new_cache()), got {type(cache).__name__}")
+        if maps is not None and not isinstance(maps, list):
+            raise TypeError(f"forward: maps must be None or a list to append to, got {type(maps).__name__}")
+        if tokens.size and not np.issubdtype(tokens.dtype, np.integer):  # bool, float, text, objects: not token ids
+            raise TypeError(f"forward: tokens must be integer token ids, got {tokens.dtype} {tokens.shape}")
+        if tokens.ndim != 1 or tokens.size == 0:
             raise ValueError(f"forward: tokens must be a non-empty 1-D array of ints, got {tokens.dtype} {tokens.shape}")
         bad = tokens[(tokens < 0) | (tokens >= c.vocab_size)]
         if bad.size:
@@ -151,6 +195,9 @@ class Model:
         if cache.keys.shape != (c.n_layers, c.max_seq_len, c.n_kv_heads, c.head_dim):
             raise ValueError(f"forward: the cache has shape {cache.keys.shape}, this model needs "
                              f"{(c.n_layers, c.max_seq_len, c.n_kv_heads, c.head_dim)}: use model.new_cache()")
+        if (cache.written != cache.pos).any():  # an earlier forward stopped half-way (an exception in a layer)
+            raise ValueError(f"forward: the cache is half-written (layers wrote up to {cache.written.tolist()}, "
+                             f"pos = {cache.pos}): call cache.reset() or use model.new_cache()")
         if cache.pos + len(tokens) > c.max_seq_len:
             raise ValueError(f"forward: {len(tokens)} tokens at positions {cache.pos}..{cache.pos + len(tokens) - 1} "
                              f"do not fit max_seq_len = {c.max_seq_len}")

@@ -3,23 +3,56 @@
 
 """Day 5 sampling: turning the next-token logits into one token id.
 
-Greedy (temperature 0), temperature, top-k and top-p (nucleus), in float64, drawn with a
+Greedy (temperature 0), temperature, top-k and top-p (nucleus), drawn with a
 `numpy.random.Generator` that the caller seeds, so that runs are reproducible.
+
+dtypes: logits of any real dtype are read as float32 (day 1's `as_float32`, like every
+primitive), and the probabilities are then worked out in float64 on purpose, so that tiny ones
+keep their digits and the cumulative sum reaches 1: `next_token_probs` returns float64.
+Settings of the wrong type (a string temperature, a bool top_k, an rng that is not a Generator)
+raise TypeError naming the argument; values that define no distribution raise ValueError.
 """
 
 import numpy as np
 
-from tinyllm_lab.ops import softmax
+from tinyllm_lab.ops import as_float32
+
+
+def _is_number(value):  # a real number: Python or numpy int or float, not a bool
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
 
 
 def check_sampling(temperature, top_k, top_p):
-    """Raise ValueError unless the settings define a distribution: 0 <= temperature < inf, integer top_k >= 0, 0 < top_p <= 1."""
+    """Raise unless the settings define a distribution: 0 <= temperature < inf, integer top_k >= 0, 0 < top_p <= 1.
+
+    TypeError when one is not a number (top_k: not an integer; bool is neither), ValueError when out of range.
+    """
+    if not _is_number(temperature):
+        raise TypeError(f"temperature must be a number (0 means greedy), got {temperature!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
+        raise TypeError(f"top_k must be an integer >= 0 (0 means no limit), got {top_k!r}")
+    if not _is_number(top_p):
+        raise TypeError(f"top_p must be a number in (0, 1] (1 means no limit), got {top_p!r}")
     if not 0 <= temperature < np.inf:  # also false for nan
         raise ValueError(f"temperature must be finite and >= 0 (0 means greedy), got {temperature}")
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0:
+    if top_k < 0:
         raise ValueError(f"top_k must be an integer >= 0 (0 means no limit), got {top_k!r}")
     if not 0 < top_p <= 1:  # also false for nan
         raise ValueError(f"top_p must be in (0, 1] (1 means no limit), got {top_p}")
+
+
+def check_rng(rng, temperature):
+    """Raise unless `rng` can serve these settings: a `np.random.Generator`, or None when greedy (temperature 0).
+
+    Anything with a `random()` method that returns u ~ U[0, 1) is taken as a generator. TypeError for
+    anything else (a seed such as 42: pass np.random.default_rng(42)); ValueError for None with temperature > 0.
+    """
+    if rng is None:
+        if temperature > 0:
+            raise ValueError("sampling with temperature > 0 needs rng=np.random.default_rng(seed)")
+    elif not callable(getattr(rng, "random", None)):
+        raise TypeError(f"rng must be a np.random.Generator, e.g. np.random.default_rng({rng!r}) for a seed, "
+                        f"or None when greedy; got {type(rng).__name__} {rng!r}")
 
 
 def top_k_filter(probs, k):  # [V] -> [V]
@@ -54,15 +87,19 @@ def next_token_probs(logits, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> [V]
     """The distribution `sample` draws from: softmax(logits / temperature), then top-k, then top-p, renormalised.
 
     In float64, so that tiny probabilities keep their digits and the cumulative sum reaches 1.
-    temperature 0 is the limit: probability 1 on the argmax (the lowest id on ties).
+    temperature 0 is the limit: probability 1 on the argmax (the lowest id on ties). Logits are read
+    as float32 (`as_float32`: any real dtype); nan or +inf logits, or all -inf (no token possible,
+    even greedy), raise ValueError.
     """
     check_sampling(temperature, top_k, top_p)
-    logits = np.asarray(logits, dtype=np.float64)
+    logits = as_float32(logits, "logits").astype(np.float64)
     if logits.ndim != 1 or logits.size == 0:
         raise ValueError(f"logits must be a non-empty [V] vector, got shape {logits.shape}")
     bad = np.flatnonzero(~(logits < np.inf))  # nan or +inf; -inf is allowed (probability 0)
     if bad.size:
         raise ValueError(f"logits contain nan or +inf at ids {bad[:10].tolist()}: they define no distribution")
+    if not (logits > -np.inf).any():  # greedy would silently answer 0
+        raise ValueError("logits are all -inf: every token has probability 0, so there is no next token")
     if temperature == 0:
         probs = np.zeros_like(logits)
         probs[np.argmax(logits)] = 1.0  # np.argmax returns the first maximum
@@ -73,7 +110,8 @@ def next_token_probs(logits, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> [V]
         raise ValueError(f"temperature {temperature} is too small for these logits: logits / temperature overflows "
                          f"float64 (largest |logit| {np.abs(logits[logits > -np.inf]).max():.3g}); "
                          f"use temperature=0 for greedy decoding")
-    probs = top_p_filter(top_k_filter(softmax(scaled), top_k), top_p)
+    e = np.exp(scaled - scaled.max())  # softmax in float64 (day 1's softmax computes in float32): max first, no overflow
+    probs = top_p_filter(top_k_filter(e / e.sum(), top_k), top_p)
     return probs / probs.sum()
 
 
@@ -81,9 +119,10 @@ def sample(logits, rng, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> int
     """Draw the next token id from `logits` with the seeded generator `rng` (unused, may be None, when greedy).
 
     Inverse CDF: the first kept token whose cumulative probability exceeds u ~ U[0, 1).
+    Errors: see `check_sampling`, `check_rng` and `next_token_probs`.
     """
-    if temperature > 0 and rng is None:
-        raise ValueError("sampling with temperature > 0 needs rng=np.random.default_rng(seed)")
+    check_sampling(temperature, top_k, top_p)
+    check_rng(rng, temperature)
     probs = next_token_probs(logits, temperature, top_k, top_p)
     if temperature == 0:
         return int(np.argmax(probs))  # greedy: no draw
