@@ -96,3 +96,36 @@ def test_cached_and_uncached_greedy_generation_give_the_same_32_tokens(model, go
     assert len(cached) == 32
     assert cached == uncached
     assert len(set(cached)) > 1  # a real continuation, not one token repeated
+
+
+# --- the README's library example ------------------------------------------------------------------
+
+README = WEIGHTS.parent / "README.md"
+
+
+def readme_library_example():  # -> (code, printed): the python block after "As a library" and the text block after it
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("As a library"):]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    printed = section.split("```text\n", 1)[1].split("```", 1)[0]
+    return code, printed
+
+
+def test_the_readme_library_example_runs_and_prints_what_the_readme_shows(capsys, monkeypatch):
+    code, printed = readme_library_example()
+    monkeypatch.chdir(WEIGHTS.parent)  # the example runs from the repository root, as the README says
+    exec(compile(code, "README.md (As a library)", "exec"), {"__name__": "readme_example"})
+    assert capsys.readouterr().out == printed
+
+
+def test_the_readme_states_the_session_default_that_the_code_has():
+    import inspect
+    text = README.read_text(encoding="utf-8")
+    for method in (Session.generate, Session.stream):
+        defaults = {name: p.default for name, p in inspect.signature(method).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        assert defaults == {"rng": None, "temperature": 0.0, "top_k": 0, "top_p": 1.0}
+    assert "default to **greedy** decoding (`temperature=0.0`,\n`top_k=0`, `top_p=1.0`" in text
+    from tinyllm_lab import __main__ as cli
+    assert (cli.DEFAULT_TEMPERATURE, cli.DEFAULT_TOP_P) == (0.8, 0.95)
+    assert "temperature 0.8 and top-p 0.95" in text

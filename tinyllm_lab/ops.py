@@ -6,12 +6,13 @@
 Shapes use the course alphabet (see `tinyllm_lab`): `T` tokens, `D` model dim, `V` vocab, ...
 `...` stands for any leading axes.
 
-The dtype rule, for every primitive of the package (here and in rope, attention, ffn, sampling):
+The dtype rule, for every primitive of the package (here and in rope, attention, kv_cache, ffn):
 it computes in float32 whatever numbers it is given. float16, float64 and integer arrays (and
 Python lists) are converted once, at entry, by `as_float32`; a float32 array is used as it is,
 without a copy; the result is float32. Nothing is promoted to float64, and float16 input does not
 overflow in intermediate sums. Input that is not real numbers (bool, complex, strings) raises a
-TypeError naming the argument.
+TypeError naming the argument. Day 5's sampler reads its logits by the same rule, then works out
+the probabilities in float64 on purpose (tiny probabilities keep their digits).
 """
 
 import numpy as np
