@@ -192,7 +192,7 @@ def test_config_round_trips():
     ({"hidden_act": "gelu"}, "hidden_act"),
     ({"attention_bias": True}, "attention_bias"),
     ({"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4}}, "RoPE scaling"),
-    ({"model_type": "mistral"}, "model_type"),
+    ({"model_type": "gemma"}, "model_type"),
 ])
 def test_config_from_hf_refuses_unsupported_features(change, problem):
     with pytest.raises(ValueError, match=problem):

@@ -552,3 +552,96 @@ def test_torch_save_files_are_refused(tmp_path):
     torch.save({"w": torch.ones(2)}, tmp_path / "model.pt")
     with pytest.raises(ValueError, match="not a safetensors file"):
         st.load_file(tmp_path / "model.pt")
+
+
+# ---------------------------------------------------------------- issue 10 kind 3: every file the library writes
+SHAPES = [(), (0,), (0, 3), (1,), (3, 5)]
+
+
+def sample(dtype, shape, rng):  # values of every sign and size the dtype holds
+    if np.dtype(dtype) == np.bool_:
+        return rng.integers(0, 2, shape).astype(np.bool_)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+    return np.asarray(rng.standard_normal(shape) * 100).astype(dtype)  # asarray: shape () stays an array
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_every_dtype_and_shape_round_trips_with_the_library_both_ways(tmp_path, dtype, shape):
+    x = sample(dtype, shape, np.random.default_rng(7))
+    safetensors_numpy.save_file({"x": x}, tmp_path / "lib.safetensors")
+    ours, _ = st.load_file(tmp_path / "lib.safetensors", widen=False)
+    info, _, start = st.read_header(tmp_path / "lib.safetensors")
+    mapped = st.read_tensor(tmp_path / "lib.safetensors", "x", info["x"], start, widen=False)
+    st.save_file({"x": x}, tmp_path / "ours.safetensors")
+    theirs = safetensors_numpy.load_file(tmp_path / "ours.safetensors")["x"]
+    for back in (ours["x"], mapped, theirs):
+        assert back.dtype == x.dtype and back.shape == x.shape and np.array_equal(back, x)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_bf16_of_every_shape_from_the_library(tmp_path, shape):
+    """safetensors.torch writes BF16 scalars ([]) and empty tensors: both readers take them, widened to float32."""
+    torch = pytest.importorskip("torch")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    x = (torch.randn(shape, generator=torch.Generator().manual_seed(8)) * 100).to(torch.bfloat16)
+    safetensors_torch.save_file({"x": x}, tmp_path / "bf16.safetensors")
+    loaded, _ = st.load_file(tmp_path / "bf16.safetensors")
+    info, _, start = st.read_header(tmp_path / "bf16.safetensors")
+    mapped = st.read_tensor(tmp_path / "bf16.safetensors", "x", info["x"], start)
+    for back in (loaded["x"], mapped):
+        assert back.dtype == np.float32 and back.shape == tuple(shape)
+        assert np.array_equal(back, x.float().numpy())
+
+
+@pytest.mark.parametrize("shape, match", [
+    ([0, 10 ** 30], r"tensor 'z': shape \[0, <an integer of 31 digits>\] must be a list of integers \(u64"),
+    ([0, 2 ** 62, 4], r"tensor 'z': shape \[0, 4611686018427387904, 4\] of F32 describes over 2\^63 bytes"),
+    ([0, 2 ** 63], r"tensor 'z': shape \[0, 9223372036854775808\] of F32 describes over 2\^63 bytes"),
+    ([0] * 65, r"tensor 'z': shape has 65 dimensions; numpy allows at most 64"),
+    ([1] * 65, r"tensor 'z': shape has 65 dimensions"),
+    ([2 ** 64 - 1, 0], r"tensor 'z': shape \[18446744073709551615, 0\] of F32 describes over 2\^63 bytes"),
+])
+def test_empty_tensors_with_impossible_shapes_are_refused_before_numpy_sees_them(tmp_path, shape, match):
+    refuse(tmp_path, craft({"z": entry(shape=shape, offsets=(0, 0))}), "safetensors: " + match)
+
+
+@pytest.mark.parametrize("where", ["shape", "begin", "end", "metadata"])
+def test_a_5000_digit_integer_is_refused_in_our_words(tmp_path, where):
+    big = "9" * 5000
+    if where == "metadata":
+        text = '{"__metadata__": {"format": ' + big + '}}'
+        match = r"__metadata__\['format'\] is <an integer of 5000 digits>, a JSON number"
+    else:
+        fields = {"shape": f"[{big}]" if where == "shape" else "[2]",
+                  "data_offsets": {"begin": f"[{big}, 8]", "end": f"[0, {big}]"}.get(where, "[0, 8]")}
+        text = '{"w": {"dtype": "F32", "shape": ' + fields["shape"] + ', "data_offsets": ' + fields["data_offsets"] + "}}"
+        match = r"tensor 'w': (shape|data_offsets) \[.*<an integer of 5000 digits>.*\] must be"
+    refuse(tmp_path, craft(text, TWO_F32), match)
+
+
+def test_offsets_beyond_u64_are_refused(tmp_path):
+    refuse(tmp_path, craft({"w": entry(offsets=(2 ** 64, 2 ** 64 + 8))}, TWO_F32),
+           r"tensor 'w': data_offsets \[18446744073709551616, 18446744073709551624\] must be \[begin, end\], "
+           r"two integers in 0 \.\. 2\^64 - 1")
+
+
+def test_read_tensor_names_a_tensor_whose_file_was_truncated_after_its_header_was_read(tmp_path):
+    path = write(tmp_path, craft({"w": entry()}, TWO_F32))
+    info, _, start = st.read_header(path)
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(ValueError, match=r"safetensors: cannot map tensor 'w' of .*x.safetensors"):
+        st.read_tensor(path, "w", info["w"], start)
+
+
+def test_read_tensor_returns_a_new_array_and_refuses_bad_bools(tmp_path):
+    path = write(tmp_path, craft({"w": entry(), "b": entry("BOOL", (2,), (8, 10))}, TWO_F32 + b"\x01\x00"))
+    info, _, start = st.read_header(path)
+    w = st.read_tensor(path, "w", info["w"], start)
+    assert w.flags.owndata and w.flags.writeable and not isinstance(w, np.memmap) and w.tolist() == [1.5, -2.0]
+    assert st.read_tensor(path, "b", info["b"], start).tolist() == [True, False]
+    path.write_bytes(craft({"w": entry(), "b": entry("BOOL", (2,), (8, 10))}, TWO_F32 + b"\x01\x07"))
+    with pytest.raises(ValueError, match="tensor 'b' is BOOL but holds bytes other than 0 and 1"):
+        st.read_tensor(path, "b", info["b"], start)

@@ -112,3 +112,31 @@ def half_split_to_interleaved_rows(w, n_heads):  # [n_heads * Dh, D] -> [n_heads
     head_dim = w.shape[0] // n_heads
     halves = w.reshape(n_heads, 2, head_dim // 2, w.shape[1])  # [heads, first/second half, Dh/2, D]
     return halves.swapaxes(1, 2).reshape(w.shape)  # [heads, Dh/2, 2, D]: rows i, i + Dh/2 -> 2i, 2i + 1
+
+
+def llama3_rope_frequencies(freqs, factor, low_freq_factor, high_freq_factor, original_max_seq_len):  # [Dh/2] -> [Dh/2]
+    """Llama 3's RoPE scaling (`"rope_type": "llama3"`): pairs slower than the original context turn `factor` times
+    slower, fast pairs stay, the ones in between are blended. `freqs` from `rope_frequencies`; returns float64.
+
+    Meta's `apply_scaling` (llama-models) and transformers' `_compute_llama3_parameters`; Llama 3.2 uses
+    factor=32, low_freq_factor=1, high_freq_factor=4, original_max_seq_len=8192. ValueError unless every
+    factor is finite and > 0 and high_freq_factor > low_freq_factor.
+    """
+    for name, value in [("factor", factor), ("low_freq_factor", low_freq_factor),
+                        ("high_freq_factor", high_freq_factor), ("original_max_seq_len", original_max_seq_len)]:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < np.inf:
+            raise ValueError(f"llama3_rope_frequencies: {name} must be a finite number > 0, got {value!r}")
+    if not high_freq_factor > low_freq_factor:
+        raise ValueError(f"llama3_rope_frequencies: high_freq_factor={high_freq_factor} must be larger than "
+                         f"low_freq_factor={low_freq_factor}")
+    wavelength = 2 * np.pi / np.asarray(freqs, dtype=np.float64)
+    gamma = (original_max_seq_len / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    gamma = np.clip(gamma, 0.0, 1.0)  # 0: slow pairs (divide by factor), 1: fast pairs (keep), blended between
+    return (1 - gamma) * freqs / factor + gamma * freqs
+
+
+def rope_tables_for(freqs, max_seq_len):  # [Dh/2] -> cos, sin: [S, Dh/2] float32
+    """`rope_tables` for frequencies of your own (a scaled RoPE): cos and sin of `m * freqs[i]`, angles in float64."""
+    _check_size(max_seq_len, "max_seq_len", "rope_tables_for")
+    angles = np.outer(np.arange(max_seq_len, dtype=np.float64), np.asarray(freqs, dtype=np.float64))
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)

@@ -19,6 +19,8 @@ from collections import Counter
 import numpy as np
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit, checked before reading
+MAX_DIMS = 64  # numpy's limit on the number of dimensions (the library has none)
+MAX_BYTES = 2 ** 63 - 1  # numpy's limit on an array's size in bytes, even with a zero dimension
 
 # safetensors dtype -> the numpy dtype its bytes are read as (little-endian). numpy has no
 # bfloat16: BF16 is read as its raw 16 bits and widened to float32 by `_to_array`.
@@ -33,9 +35,25 @@ WRITABLE = {"u8": "U64", "i8": "I64", "f8": "F64", "f4": "F32", "u4": "U32", "i4
             "f2": "F16", "u2": "U16", "i2": "I16", "i1": "I8", "u1": "U8", "b1": "BOOL"}
 
 
+class _LongInteger:
+    """A JSON integer of more than 20 digits, kept as its text: no u64 (at most 20 digits) is that long, and
+    Python's `int()` refuses to convert over 4300 digits with an error of its own. The checks name the tensor."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __repr__(self):
+        return f"<an integer of {len(self.text.lstrip('-'))} digits>"
+
+
+def _parse_int(text):  # json's parse_int hook: str -> int, or _LongInteger if no u64 is that long
+    return int(text) if len(text.lstrip("-")) <= 20 else _LongInteger(text)
+
+
 def _json_type(value):
     """What JSON calls the type of a parsed value: 'object', 'array', 'string', ..."""
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number",
+             _LongInteger: "number"}
     return names.get(type(value), "null")
 
 
@@ -55,7 +73,7 @@ def _parse_json(raw):  # header bytes -> dict
     except UnicodeDecodeError as e:
         raise ValueError(f"safetensors: the header is not valid UTF-8 (byte {e.start} of {len(raw)})") from None
     try:
-        header = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        header = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_int=_parse_int)
     except json.JSONDecodeError as e:
         raise ValueError(f"safetensors: the header is not JSON ({e.msg} at character {e.pos})") from None
     except RecursionError:
@@ -94,15 +112,22 @@ def _check_entry(name, info):
     if not isinstance(dtype, str) or dtype not in DTYPES:
         raise ValueError(f"{where}: unknown dtype {dtype!r}; supported: {', '.join(DTYPES)}")
     if not isinstance(shape, list) or not all(_is_integer(d) for d in shape):
-        raise ValueError(f"{where}: shape {shape!r} must be a list of integers")
+        raise ValueError(f"{where}: shape {shape!r} must be a list of integers (u64: at most 2^64 - 1)")
     if any(d < 0 for d in shape):
         raise ValueError(f"{where}: shape {shape} has a negative dimension")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_integer(o) and o >= 0 for o in offsets)):
-        raise ValueError(f"{where}: data_offsets {offsets!r} must be [begin, end], two integers >= 0")
+    if len(shape) > MAX_DIMS:
+        raise ValueError(f"{where}: shape has {len(shape)} dimensions; numpy allows at most {MAX_DIMS}")
+    itemsize = np.dtype(DTYPES[dtype]).itemsize
+    if math.prod(d for d in shape if d) * itemsize > MAX_BYTES:  # numpy checks this even when a dimension is 0
+        raise ValueError(f"{where}: shape {shape} of {dtype} describes over 2^63 bytes (even if a dimension "
+                         "is 0, numpy cannot make an array of it)")
+    if not (isinstance(offsets, list) and len(offsets) == 2
+            and all(_is_integer(o) and 0 <= o < 2 ** 64 for o in offsets)):
+        raise ValueError(f"{where}: data_offsets {offsets!r} must be [begin, end], two integers in 0 .. 2^64 - 1")
     begin, end = offsets
     if end < begin:
         raise ValueError(f"{where}: data_offsets {offsets} end (at {end}) before they begin (at {begin})")
-    nbytes = math.prod(shape) * np.dtype(DTYPES[dtype]).itemsize
+    nbytes = math.prod(shape) * itemsize
     if end - begin != nbytes:
         raise ValueError(f"{where}: shape {shape} of {dtype} needs {nbytes} bytes, "
                          f"but data_offsets {offsets} span {end - begin}")
@@ -166,19 +191,28 @@ def read_header(source):  # path or bytes -> ({name: info}, {str: str}, data_sta
         return _read_header(f)
 
 
+def _widen(x, dtype, widen=True):  # an array of a tensor's raw values -> np.ndarray
+    """BF16 (and F16 when `widen`) to float32, in ONE new array; any other dtype as it is. Both are exact."""
+    if dtype == "BF16":  # bfloat16 is the top half of a float32: put its bits back on top
+        wide = x.astype(np.uint32)  # the one new array (also for a shape [] scalar: astype keeps it an array)
+        wide <<= 16                 # in place: no second array
+        return wide.view(np.float32)
+    if dtype == "F16" and widen:
+        return x.astype(np.float32)  # exact: every float16 is a float32
+    return x
+
+
+def _check_bool(name, info, x):  # BOOL is one byte per value; numpy's bool cannot hold a 2
+    if info["dtype"] == "BOOL" and np.any(x > 1):
+        raise ValueError(f"safetensors: tensor {name!r} is BOOL but holds bytes other than 0 and 1")
+
+
 def _to_array(buffer, name, info, widen):
     """One tensor: a read-only view of its bytes, BF16 (and by default F16) widened to float32."""
     begin, end = info["data_offsets"]
-    dtype = info["dtype"]
-    x = np.frombuffer(memoryview(buffer)[begin:end], dtype=DTYPES[dtype]).reshape(info["shape"])
-    if dtype == "BF16":  # bfloat16 is the top half of a float32: put its bits back on top
-        x = (x.astype(np.uint32) << 16).view(np.float32)
-    elif dtype == "F16" and widen:
-        x = x.astype(np.float32)  # exact: every float16 is a float32
-    elif dtype == "BOOL":
-        if np.any(x > 1):
-            raise ValueError(f"safetensors: tensor {name!r} is BOOL but holds bytes other than 0 and 1")
-        x = x.view(np.bool_)
+    x = np.frombuffer(memoryview(buffer)[begin:end], dtype=DTYPES[info["dtype"]]).reshape(info["shape"])
+    _check_bool(name, info, x)
+    x = x.view(np.bool_) if info["dtype"] == "BOOL" else _widen(x, info["dtype"], widen)
     x.flags.writeable = False
     return x
 
@@ -195,6 +229,33 @@ def load_file(source, widen=True):  # path or bytes -> ({name: np.ndarray}, {str
         tensors, metadata, _ = _read_header(f)
         buffer = f.read()  # exactly the bytes the tensors tile, as `_read_header` checked
     return {name: _to_array(buffer, name, info, widen) for name, info in tensors.items()}, metadata
+
+
+def map_tensor(path, name, info, data_start):  # -> read-only np.memmap of the tensor's raw values
+    """One tensor of a checked file (`read_header`) as a read-only memory map: its file dtype (BF16 as uint16
+    bits), its shape, nothing read yet. ValueError naming the tensor if the file changed since its header was read."""
+    begin, end = info["data_offsets"]
+    dtype, shape = DTYPES[info["dtype"]], tuple(info["shape"])
+    if begin == end:  # an empty tensor: nothing to map (a map of 0 bytes is refused)
+        return np.zeros(shape, dtype)
+    try:
+        return np.memmap(path, dtype=dtype, mode="r", offset=data_start + begin, shape=shape)
+    except (ValueError, OSError) as e:  # e.g. truncated after read_header checked it
+        raise ValueError(f"safetensors: cannot map tensor {name!r} of {path}: {e}") from None
+
+
+def read_tensor(path, name, info, data_start, widen=True):  # -> np.ndarray, a new array in memory
+    """One tensor of a checked file, read through a memory map into ONE new array: F32, F16 and BF16 become
+    float32 (F16 stays float16 if `widen` is False), other dtypes keep theirs. The map is released on return.
+
+    `info, data_start` come from `read_header(path)`. ValueError for a BOOL byte other than 0 or 1.
+    """
+    raw = map_tensor(path, name, info, data_start)
+    _check_bool(name, info, raw)
+    if info["dtype"] == "BOOL":
+        return raw.astype(np.bool_)
+    x = _widen(raw, info["dtype"], widen)
+    return np.array(x) if x is raw else x  # F32 and the rest: copied out of the map (np.array always copies)
 
 
 def _safetensors_dtype(name, x):
