@@ -207,7 +207,8 @@ def nan_in_the_weights(folder, model_bytes):  # the bundled weights with one NaN
 
 def another_tokenizer(folder, model_bytes):  # a tokenizer of 300 tokens next to a model of 16384
     small = Tokenizer([(97, 98 + i) for i in range(42)])  # merges "ab", "ac", ...: 256 + 42 + BOS + EOS = 300
-    return weights_folder(folder, **{"tokenizer.json": json.dumps(tokenizer_json(small))})
+    return weights_folder(folder, **{"tokenizer.json": json.dumps(tokenizer_json(small)),
+                                     "config.json": config(bos_token_id=298, eos_token_id=299)})
 
 
 def files(**replace):  # -> a builder (folder, model_bytes) -> folder
@@ -231,12 +232,13 @@ BROKEN = {  # case: (build the folder, a fragment the error line must contain)
     "tokenizer of another vocabulary": (another_tokenizer,
                                         "tokenizer.json has 300 tokens but the model's vocab_size is 16384"),
     "garbage config.json": (files(**{"config.json": "not json"}), "config.json"),
-    "config.json not an object": (files(**{"config.json": "[256]"}), "expected an object"),
+    "config.json not an object": (files(**{"config.json": "[256]"}), "object"),
     "config.json missing a field": (files(**{"config.json": config(hidden_size=None)}), "hidden_size"),
     "config.json with the wrong vocab": (files(**{"config.json": config(vocab_size=300)}), "model.embed_tokens.weight"),
     "config.json with impossible heads": (files(**{"config.json": config(num_attention_heads=3)}), "n_heads"),
     "config.json with a text number": (files(**{"config.json": config(hidden_size="256")}), "hidden_size"),
-    "config.json with another EOS": (files(**{"config.json": config(eos_token_id=5)}), "eos_token_id"),
+    "config.json with an EOS outside the vocabulary": (files(**{"config.json": config(eos_token_id=99999)}),
+                                                       "eos_token_id"),
     "tokenizer.json without a vocab": (lambda folder, b: weights_folder(folder, **{"tokenizer.json": without_vocab()}),
                                        "has no 'vocab' field"),
 }

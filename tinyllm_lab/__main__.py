@@ -159,13 +159,6 @@ def encode_prompt(tokenizer, prompt, limit, max_new_tokens):  # -> list of ids, 
     return prompt_ids
 
 
-def stream_decoder(tokenizer):  # TODO(H-CLI): drop once day 7's Tokenizer has stream_decoder() (H-D7)
-    if hasattr(tokenizer, "stream_decoder"):
-        return tokenizer.stream_decoder()
-    from tinyllm_lab.tokenizer import StreamDecoder
-    return StreamDecoder(tokenizer)
-
-
 def generate(args, out):
     """Load, check, then write the prompt and each new token's text to `out` as soon as it is complete."""
     model, tokenizer = load(args)
@@ -173,7 +166,7 @@ def generate(args, out):
     session = Session(model, eos_id=tokenizer.eos_id)
     tokens = session.stream(prompt_ids, args.max_new_tokens, np.random.default_rng(args.seed),
                             args.temperature, args.top_k, args.top_p)
-    stream = stream_decoder(tokenizer)
+    stream = tokenizer.stream_decoder()
     shown = prompt_ids[1:] if prompt_ids[0] == tokenizer.bos_id else prompt_ids
     if len(shown) < len(prompt_ids):
         stream.push(prompt_ids[0])  # BOS: no text shown, but the decoder knows the text starts here

@@ -15,7 +15,6 @@ Hand-written, not promoted: the entry point that the command line (`__main__`) a
 own scripts share. numpy only.
 """
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -51,16 +50,9 @@ def missing_hf_files(folder, tokenizer):  # -> list of what the folder lacks, ea
     return missing
 
 
-def load_hf_tokenizer(path):  # a folder or tokenizer.json -> tokenizer
-    """Day 8's reader of Hugging Face tokenizer.json files (byte-level and SentencePiece-style BPE).
-
-    Until it exists, the course's own `Tokenizer` (day 7), which reads the tokenizer.json it writes.
-    """
-    if importlib.util.find_spec("tinyllm_lab.hf_tokenizer") is not None:
-        from tinyllm_lab.hf_tokenizer import load_tokenizer
-        return load_tokenizer(path)
-    from tinyllm_lab.tokenizer import Tokenizer
-    return Tokenizer.load(path / HF_TOKENIZER if path.is_dir() else path)
+def load_hf_tokenizer(path):  # a folder or tokenizer.json -> HFTokenizer (day 8: byte-level or SentencePiece-style BPE)
+    from tinyllm_lab.hf_tokenizer import load_tokenizer
+    return load_tokenizer(path)
 
 
 def load_hf_model(folder, max_seq_len):  # -> Model
@@ -90,17 +82,7 @@ def load_hf_folder(folder, max_seq_len=None, tokenizer=None):  # -> (Model, toke
     tok = in_context(lambda: load_hf_tokenizer(source), f"cannot load the tokenizer {shown}", source)
     model = in_context(lambda: load_hf_model(folder, max_seq_len), f"cannot load the model in {folder}", folder)
     check_vocab(tok, model, shown)
-    if importlib.util.find_spec("tinyllm_lab.hf_tokenizer") is None:  # TODO(H-CLI): the course Tokenizer's fallback
-        check_special_ids(tok, folder)
     return model, tok
-
-
-def check_special_ids(tok, folder):  # the course tokenizer's BOS/EOS must be config.json's (a parsable one)
-    import json
-    hf = json.loads((folder / HF_CONFIG).read_text(encoding="utf-8"))
-    for key, ours in [("bos_token_id", tok.bos_id), ("eos_token_id", tok.eos_id)]:
-        if hf.get(key, ours) != ours:
-            raise ValueError(f"{folder / HF_CONFIG} has {key} {hf[key]} but the tokenizer's is {ours}")
 
 
 def load_llama2c_file(path, max_seq_len=None, tokenizer=None):  # -> (Model, Llama2cTokenizer)
