@@ -281,6 +281,13 @@ def test_long_input_matches_hugging_face(course):
 
 # --- streaming ---------------------------------------------------------------------------------------
 
+def test_stream_decoder_method_is_the_stream_decoder(course):
+    stream = course.stream_decoder()
+    assert isinstance(stream, StreamDecoder) and stream.tokenizer is course
+    ids = course.encode("é🙂")
+    assert [stream.push(i) for i in ids] + [stream.flush()] == ["", "é", "", "", "", "🙂", ""]
+
+
 def test_stream_decoder_holds_back_unfinished_characters(course):
     ids = course.encode("café 🙂!")
     stream = StreamDecoder(course)
@@ -366,11 +373,11 @@ def test_load_refuses_a_file_that_would_encode_differently(small, tmp_path, corr
 
 
 @pytest.mark.parametrize("corrupt, message", [
-    (lambda d: d["model"].pop("vocab"), "the BPE model has no 'vocab' field"),
-    (lambda d: d["model"].pop("merges"), "the BPE model has no 'merges' field"),
+    (lambda d: d["model"].pop("vocab"), "tokenizer.json: model has no 'vocab' field"),
+    (lambda d: d["model"].pop("merges"), "tokenizer.json: model has no 'merges' field"),
     (lambda d: d["model"]["merges"].insert(0, "Ġ zzz"), r"merge 0 \('Ġ' \+ 'zzz'\) uses the token 'zzz', which is not in"),
     (lambda d: d["model"]["vocab"].pop("Ġ"), "uses the token 'Ġ', which is not in the vocab"),
-    (lambda d: d["added_tokens"][0].pop("id"), "expected added tokens"),
+    (lambda d: d["added_tokens"][0].pop("id"), r"tokenizer.json: added_tokens\[0\] has no 'id' field"),
     (lambda d: d["added_tokens"].reverse(), None),  # the order of the added tokens does not matter
 ])
 def test_load_names_a_missing_field_or_token(small, tmp_path, corrupt, message):
@@ -383,6 +390,65 @@ def test_load_names_a_missing_field_or_token(small, tmp_path, corrupt, message):
     else:
         with pytest.raises(ValueError, match=message):
             Tokenizer.load(path)
+
+
+def replace_at(path, value):  # a corruption that sets data[path[0]][path[1]]... = value
+    def corrupt(data):
+        for key in path[:-1]:
+            data = data[key]
+        data[path[-1]] = value
+    return corrupt
+
+
+# Issue 10, kind 4: every field of the wrong JSON type is a ValueError naming the field (it used to
+# be AttributeError / TypeError from inside the reader), before anything is built.
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda d: [d], r"tokenizer.json: the file must hold a JSON object, got list"),
+    (lambda d: "tokenizer", r"the file must hold a JSON object, got str"),
+    (lambda d: None, r"the file must hold a JSON object, got NoneType"),
+    (replace_at(["model"], ["BPE"]), r"tokenizer.json: tokenizer.json.model must be object, got list"),
+    (replace_at(["model"], None), r"tokenizer.json.model must be object, got NoneType"),
+    (replace_at(["model", "type"], 1), r"model.type must be string or null, got int"),
+    (replace_at(["normalizer"], "NFC"), r"tokenizer.json.normalizer must be object or null, got str"),
+    (replace_at(["model", "vocab"], [["a", 97]]), r"model.vocab must be object, got list"),
+    (replace_at(["model", "vocab", "a"], "97"), r"model.vocab\['a'\] must be an integer id, got '97'"),
+    (replace_at(["model", "vocab", "a"], 97.0), r"model.vocab\['a'\] must be an integer id, got 97.0"),
+    (replace_at(["model", "vocab", "a"], True), r"model.vocab\['a'\] must be an integer id, got True"),
+    (replace_at(["model", "merges"], "Ġ t"), r"model.merges must be array, got str"),
+    (replace_at(["model", "merges"], {"Ġ": "t"}), r"model.merges must be array, got dict"),
+    (replace_at(["model", "merges", 0], 7), r"model.merges\[0\] must be \"a b\" or \[\"a\", \"b\"\], got 7"),
+    (replace_at(["model", "merges", 0], None), r"model.merges\[0\] must be \"a b\""),
+    (replace_at(["model", "merges", 0], ["Ġ", "t", "x"]), r"model.merges\[0\] must be \"a b\""),
+    (replace_at(["model", "merges", 0], ["Ġ", 116]), r"model.merges\[0\] must be \"a b\""),
+    (replace_at(["model", "merges", 0], "Ġt"), r"model.merges\[0\] must be \"a b\""),
+    (replace_at(["added_tokens"], {"id": 1}), r"tokenizer.json.added_tokens must be array, got dict"),
+    (replace_at(["added_tokens", 0], "<|bos|>"), r"added_tokens\[0\] must be a JSON object, got str"),
+    (replace_at(["added_tokens", 0, "id"], "510"), r"added_tokens\[0\].id must be integer, got str"),
+    (replace_at(["added_tokens", 0, "id"], 510.0), r"added_tokens\[0\].id must be integer, got float"),
+    (replace_at(["added_tokens", 1, "content"], ["<|eos|>"]), r"added_tokens\[1\].content must be string, got list"),
+])
+def test_load_refuses_wrong_json_types_naming_the_field(small, tmp_path, corrupt, message):
+    data = json.loads(json.dumps(tokenizer_json(small)))  # a deep copy
+    changed = corrupt(data)  # a lambda returns the whole new file; replace_at edits `data` in place
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(data if corrupt.__name__ == "corrupt" else changed), encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        Tokenizer.load(path)
+
+
+@pytest.mark.parametrize("content, message", [(b"", "is not valid UTF-8 JSON"), (b"{", "is not valid UTF-8 JSON"),
+                                              (b"\xff\xfe", "is not valid UTF-8 JSON")])
+def test_load_refuses_a_file_that_is_not_json(tmp_path, content, message):
+    (tmp_path / "tokenizer.json").write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        Tokenizer.load(tmp_path / "tokenizer.json")
+
+
+def test_merges_as_pairs_load_like_strings(small, tmp_path):  # newer tokenizers versions write ["a", "b"]
+    data = tokenizer_json(small)
+    data["model"]["merges"] = [m.split(" ") for m in data["model"]["merges"]]
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    assert Tokenizer.load(tmp_path / "tokenizer.json").merges == small.merges
 
 
 def test_encode_cache_keeps_to_its_limits(small, monkeypatch):
@@ -425,6 +491,12 @@ def test_hugging_face_encodes_pages_to_our_ids(course):
         page = page.replace(BOS_TOKEN, "").replace(EOS_TOKEN, "")  # by default tokenizers matches those (below)
         assert hf.encode(page).ids == course.encode(page)
         assert hf.decode(course.encode(page), skip_special_tokens=False) == course.decode(course.encode(page))
+
+
+def test_module_docstring_states_when_the_library_gives_our_ids():
+    doc = " ".join(tokenizer_module.__doc__.split())
+    assert "exactly our ids for every text that does not spell a special token" in doc
+    assert "encode_special_tokens = True" in doc and "exactly our ids with that file" not in doc
 
 
 def test_hugging_face_with_special_matching_off_agrees_on_special_text(course):

@@ -23,7 +23,7 @@ import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
-from tinyllm_lab.tokenizer import BYTE_TO_CHAR
+from tinyllm_lab.tokenizer import BYTE_TO_CHAR, need  # need: day 7's JSON field reader, errors naming the field
 
 
 def char_class(predicate):  # (str -> bool) -> str, the body of a regex character class
@@ -104,26 +104,6 @@ def translate_pattern(pattern, field):  # Oniguruma pattern -> compiled Python r
 
 # GPT-2's pattern: the ByteLevel pre-tokenizer uses it when its `use_regex` is true (the file does not spell it).
 GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-
-
-def need(obj, key, kinds, where, default=...):  # -> obj[key], checked
-    """`obj[key]` if it has one of the JSON types `kinds`; ValueError naming `where.key` otherwise.
-
-    `kinds` is a tuple of Python types (bool is never taken for int). A missing key gives `default`
-    when one is given, else an error.
-    """
-    if not isinstance(obj, dict):
-        raise ValueError(f"tokenizer.json: {where} must be a JSON object, got {type(obj).__name__}")
-    if key not in obj:
-        if default is ...:
-            raise ValueError(f"tokenizer.json: {where} has no {key!r} field")
-        return default
-    value = obj[key]
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        names = " or ".join("null" if k is type(None) else {str: "string", int: "integer", bool: "boolean",
-                            list: "array", dict: "object", float: "number"}[k] for k in kinds)
-        raise ValueError(f"tokenizer.json: {where}.{key} must be {names}, got {type(value).__name__} {value!r:.60}")
-    return value
 
 
 def load_normalizer(spec, where="normalizer"):  # JSON -> list of (str -> str)

@@ -7,8 +7,11 @@ Ids 0..255 are the 256 bytes (id = byte value). Merge r (r = 0, 1, ... in the or
 found them) joins two earlier ids into id 256 + r. The last two ids are BOS and EOS. Text is
 first split into pre-tokens by one regular expression (`PATTERN`, GPT-2's split with explicit
 ASCII classes) and merges never cross a pre-token boundary. The tokenizer saves as a Hugging Face
-`tokenizer.json`; the `tokenizers` library encodes with that file to exactly our ids.
-Standard library only.
+`tokenizer.json`. Loaded from that file, the `tokenizers` library gives exactly our ids for every
+text that does not spell a special token (`<|bos|>`, `<|eos|>`); under its default settings it turns
+that text into the BOS/EOS id, which ours never does, and with `encode_special_tokens = True` it
+gives our ids for all text (tests/test_tokenizer.py checks both; a lone surrogate, which we replace
+by U+FFFD, the library refuses). Standard library only.
 """
 
 import codecs
@@ -174,26 +177,58 @@ CACHE_MAX_PIECE_CHARS = 64
 CACHE_MAX_ENTRIES = 100_000
 
 
+def encode_text(text, ranks, cache):  # str, {(a, b): rank}, {piece: ids} -> list of ids
+    """Pre-tokenize `text`, then merge each piece; `cache` remembers the ids of short pieces."""
+    ids = []
+    for piece in pretokenize(text):
+        piece_ids = cache.get(piece)
+        if piece_ids is None:
+            piece_ids = apply_merges_fast(piece.encode("utf-8"), ranks)
+            if len(piece) <= CACHE_MAX_PIECE_CHARS and len(cache) < CACHE_MAX_ENTRIES:
+                cache[piece] = piece_ids
+        ids.extend(piece_ids)
+    return ids
+
+
+def merge_tables(merges):  # list of (a, b) -> (ranks {(a, b): r}, vocab [bytes of each id])
+    """What a list of merges implies: `ranks[(a, b)] = r`, and `vocab[256 + r] = vocab[a] + vocab[b]`.
+
+    `[(104, 105)] -> ({(104, 105): 0}, [b"\\x00", ..., b"\\xff", b"hi"])`. ValueError for a merge that is
+    repeated or uses an id not made yet, and for two merges that make the same bytes.
+    """
+    ranks, vocab = {}, [bytes([b]) for b in range(256)]
+    for r, (a, b) in enumerate(merges):
+        if not (0 <= a < 256 + r and 0 <= b < 256 + r) or (a, b) in ranks:
+            raise ValueError(f"merge {r} {(a, b)} is repeated or uses an id that does not exist yet "
+                             f"(ids 0..{256 + r - 1})")
+        ranks[(a, b)] = r
+        vocab.append(vocab[a] + vocab[b])
+    if len(set(vocab)) != len(vocab):  # training never does this; a hand-made list could
+        raise ValueError("two merges make the same bytes; a tokenizer.json vocabulary needs distinct tokens")
+    return ranks, vocab
+
+
+def check_id(token_id, vocab_size):  # -> int
+    """`token_id` as an int (a numpy integer is fine); ValueError unless it is an integer in 0..vocab_size - 1."""
+    try:
+        i = operator.index(token_id)
+    except TypeError:
+        raise ValueError(f"token id {token_id!r} is not an integer") from None
+    if not 0 <= i < vocab_size:
+        raise ValueError(f"unknown token id {i}: this tokenizer has ids 0..{vocab_size - 1}")
+    return i
+
+
 class Tokenizer:
     """Byte-level BPE: `encode(text) -> ids`, `decode(ids) -> text`.
 
     `merges[r] = (a, b)` joins ids a and b into id 256 + r. `vocab[i]` is the bytes of id i
-    (the special tokens' text for BOS and EOS). Encoding caches the ids of short pre-tokens
-    (see CACHE_MAX_PIECE_CHARS, CACHE_MAX_ENTRIES).
+    (the special tokens' text for BOS and EOS). Encoding caches the ids of short pre-tokens.
     """
 
     def __init__(self, merges):
         self.merges = [tuple(pair) for pair in merges]
-        self.ranks = {}  # (a, b) -> r
-        self.vocab = [bytes([b]) for b in range(256)]
-        for r, (a, b) in enumerate(self.merges):
-            if not (0 <= a < 256 + r and 0 <= b < 256 + r) or (a, b) in self.ranks:
-                raise ValueError(f"merge {r} {(a, b)} is repeated or uses an id that does not exist yet "
-                                 f"(ids 0..{256 + r - 1})")
-            self.ranks[(a, b)] = r
-            self.vocab.append(self.vocab[a] + self.vocab[b])
-        if len(set(self.vocab)) != len(self.vocab):  # training never does this; a hand-made list could
-            raise ValueError("two merges make the same bytes; a tokenizer.json vocabulary needs distinct tokens")
+        self.ranks, self.vocab = merge_tables(self.merges)  # (a, b) -> r; id -> bytes
         self.bos_id, self.eos_id = len(self.vocab), len(self.vocab) + 1
         self.vocab += [BOS_TOKEN.encode("utf-8"), EOS_TOKEN.encode("utf-8")]
         self.vocab_size = len(self.vocab)
@@ -206,33 +241,19 @@ class Tokenizer:
         """Token ids of `text`; special-token text in it is encoded as plain text, never as BOS/EOS."""
         if not isinstance(text, str):
             raise TypeError(f"encode takes a str, got {type(text).__name__}")
-        ids = [self.bos_id] if bos else []
-        for piece in pretokenize(text):
-            piece_ids = self._cache.get(piece)
-            if piece_ids is None:
-                piece_ids = apply_merges_fast(piece.encode("utf-8"), self.ranks)
-                if len(piece) <= CACHE_MAX_PIECE_CHARS and len(self._cache) < CACHE_MAX_ENTRIES:
-                    self._cache[piece] = piece_ids
-            ids.extend(piece_ids)
-        return ids + [self.eos_id] if eos else ids
+        ids = encode_text(text, self.ranks, self._cache)
+        return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
 
     def decode_bytes(self, ids):  # list of ids -> bytes
         """The bytes the ids stand for (BOS and EOS as their text); an unknown id raises ValueError."""
-        out = []
-        for i in ids:
-            try:
-                i = operator.index(i)  # int or numpy integer
-            except TypeError:
-                raise ValueError(f"token id {i!r} is not an integer") from None
-            if not 0 <= i < self.vocab_size:
-                raise ValueError(f"unknown token id {i}: this tokenizer has ids 0..{self.vocab_size - 1}")
-            out.append(self.vocab[i])
-        return b"".join(out)
+        return b"".join(self.vocab[check_id(i, self.vocab_size)] for i in ids)
 
     def decode(self, ids):  # list of ids -> str
-        """The text of the ids. Bytes that are not valid UTF-8 (an id sequence that cuts a character)
-        become U+FFFD instead of raising."""
+        """The text of the ids; bytes that are not valid UTF-8 (ids that cut a character) become U+FFFD."""
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def stream_decoder(self):  # -> StreamDecoder: push(id) -> str, flush() -> str
+        return StreamDecoder(self)
 
     def save(self, path):
         """Write a Hugging Face tokenizer.json (see `tokenizer_json`)."""
@@ -240,44 +261,12 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path):
-        """Read a tokenizer.json written by `save` (see `tokenizer_from_json`)."""
-        return tokenizer_from_json(json.loads(Path(path).read_text(encoding="utf-8")))
-
-
-def train_bpe_fast(text, vocab_size):  # -> Tokenizer, the same merges as train_bpe
-    """`train_bpe`, incrementally: a merge updates only the words that contain its pair."""
-    counted = word_counts(text)
-    words, freqs = list(counted), list(counted.values())  # word w occurs freqs[w] times
-    counts, where = Counter(), defaultdict(set)  # pair -> count; pair -> indices of words that may contain it
-    for w, word in enumerate(words):
-        for pair in zip(word, word[1:]):
-            counts[pair] += freqs[w]
-            where[pair].add(w)
-    heap = [(-count, pair) for pair, count in counts.items()]  # smallest = most frequent, then smallest pair
-    heapq.heapify(heap)
-    merges = []
-    while heap and len(merges) < n_merges(vocab_size):
-        neg_count, pair = heapq.heappop(heap)
-        if counts[pair] != -neg_count:  # stale: the count changed after this entry was pushed
-            if 0 < counts[pair] < -neg_count:
-                heapq.heappush(heap, (-counts[pair], pair))
-            continue
-        new_id = 256 + len(merges)
-        merges.append(pair)
-        new_pairs = set()
-        for w in where.pop(pair):
-            old = words[w]
-            words[w] = new = merge(old, pair, new_id)
-            for p in zip(old, old[1:]):
-                counts[p] -= freqs[w]
-            for p in zip(new, new[1:]):
-                counts[p] += freqs[w]
-                where[p].add(w)
-                if new_id in p:  # only pairs with the new token gain count
-                    new_pairs.add(p)
-        for p in new_pairs:
-            heapq.heappush(heap, (-counts[p], p))
-    return Tokenizer(merges)
+        """Read a tokenizer.json written by `save` (see `tokenizer_from_json`); ValueError naming what is wrong."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"{path} is not valid UTF-8 JSON: {e}") from None
+        return tokenizer_from_json(data)
 
 
 class StreamDecoder:
@@ -333,36 +322,110 @@ def tokenizer_json(tokenizer):  # Tokenizer -> dict, the contents of tokenizer.j
                       "merges": [f"{names[a]} {names[b]}" for a, b in tokenizer.merges]}}
 
 
-def tokenizer_from_json(data):  # dict -> Tokenizer
-    """Read back what `tokenizer_json` wrote; ValueError if the file is built differently.
+JSON_NAMES = {str: "string", int: "integer", bool: "boolean", list: "array", dict: "object", float: "number",
+              type(None): "null"}
 
-    It checks the pre-tokenizer, the ids (byte b has id b, merge r makes id 256 + r) and the
-    special tokens, so a file that would encode differently from this module is refused.
+
+def need(obj, key, kinds, where, default=...):  # -> obj[key], checked
+    """`obj[key]` if it has one of the JSON types `kinds` (Python types; bool never counts as int).
+
+    A missing key gives `default` if one is given; otherwise, and for a value of another type, a
+    ValueError naming the field: `need({"vocab": []}, "vocab", (dict,), "model")` ->
+    `tokenizer.json: model.vocab must be object, got list []`.
     """
-    model = data.get("model") or {}
-    if model.get("type") != "BPE" or data.get("pre_tokenizer") != PRE_TOKENIZER_JSON or data.get("normalizer"):
+    if not isinstance(obj, dict):
+        raise ValueError(f"tokenizer.json: {where} must be a JSON object, got {type(obj).__name__}")
+    if key not in obj:
+        if default is ...:
+            raise ValueError(f"tokenizer.json: {where} has no {key!r} field")
+        return default
+    value = obj[key]
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = " or ".join(JSON_NAMES[k] for k in kinds)
+        raise ValueError(f"tokenizer.json: {where}.{key} must be {names}, got {type(value).__name__} {value!r:.60}")
+    return value
+
+
+def merge_names(model):  # the BPE model of tokenizer.json -> [(left, right) token strings], checked
+    """`model.merges` as pairs: each a `"a b"` string or an `["a", "b"]` pair; ValueError naming the index."""
+    pairs = []
+    for r, m in enumerate(need(model, "merges", (list,), "model")):
+        if isinstance(m, str) and m.count(" ") == 1:
+            pairs.append(tuple(m.split(" ")))
+        elif isinstance(m, list) and len(m) == 2 and all(isinstance(s, str) for s in m):
+            pairs.append(tuple(m))
+        else:
+            raise ValueError(f"tokenizer.json: model.merges[{r}] must be \"a b\" or [\"a\", \"b\"], got {m!r:.60}")
+    return pairs
+
+
+def tokenizer_from_json(data):  # dict -> Tokenizer
+    """Read back what `tokenizer_json` wrote; ValueError, naming the field, if the file is built differently.
+
+    It checks the JSON types, the pre-tokenizer, the ids (byte b has id b, merge r makes id 256 + r)
+    and the special tokens, so a file that would encode differently from this module is refused.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"tokenizer.json: the file must hold a JSON object, got {type(data).__name__}")
+    model = need(data, "model", (dict,), "tokenizer.json")
+    kind, pre = need(model, "type", (str, type(None)), "model", None), data.get("pre_tokenizer")
+    if kind != "BPE" or pre != PRE_TOKENIZER_JSON or need(data, "normalizer", (dict, type(None)), "tokenizer.json", None):
         raise ValueError("tokenizer.json: expected a BPE model with the pre-tokenizer of tinyllm_lab.tokenizer "
-                         f"(Split on PATTERN, then ByteLevel) and no normalizer; got model type "
-                         f"{model.get('type')!r}, pre_tokenizer {data.get('pre_tokenizer')!r}")
-    for field in ("vocab", "merges"):
-        if field not in model:
-            raise ValueError(f"tokenizer.json: the BPE model has no {field!r} field")
-    vocab = model["vocab"]
-    merges = []
-    for r, m in enumerate(model["merges"]):
-        left, right = m.split(" ") if isinstance(m, str) else m
+                         f"(Split on PATTERN, then ByteLevel) and no normalizer; got model type {kind!r}, "
+                         f"pre_tokenizer {pre!r:.200} (tinyllm_lab.hf_tokenizer reads other kinds)")
+    vocab = need(model, "vocab", (dict,), "model")
+    for name, i in vocab.items():
+        if not isinstance(i, int) or isinstance(i, bool):
+            raise ValueError(f"tokenizer.json: model.vocab[{name!r}] must be an integer id, got {i!r:.40}")
+    for r, (left, right) in enumerate(merge_names(model)):
         for name in (left, right):
             if name not in vocab:
                 raise ValueError(f"tokenizer.json: merge {r} ({left!r} + {right!r}) uses the token {name!r}, "
                                  "which is not in the vocab")
-        merges.append((vocab[left], vocab[right]))
-    tokenizer = Tokenizer(merges)
+    tokenizer = Tokenizer([(vocab[left], vocab[right]) for left, right in merge_names(model)])
     for name, i in vocab.items():
         if not 0 <= i < tokenizer.bos_id or token_string(tokenizer.vocab[i]) != name:
             raise ValueError(f"tokenizer.json: token {name!r} has id {i}; this layout needs byte b at id b "
                              "and merge r at id 256 + r")
-    special = [(t.get("id"), t.get("content")) for t in data.get("added_tokens", [])]
+    special = [(need(t, "id", (int,), f"added_tokens[{k}]"), need(t, "content", (str,), f"added_tokens[{k}]"))
+               for k, t in enumerate(need(data, "added_tokens", (list,), "tokenizer.json", []))]
     if Counter(special) != Counter([(tokenizer.bos_id, BOS_TOKEN), (tokenizer.eos_id, EOS_TOKEN)]):  # any order
         raise ValueError(f"tokenizer.json: expected added tokens {BOS_TOKEN} = {tokenizer.bos_id} and "
                          f"{EOS_TOKEN} = {tokenizer.eos_id}, got {special}")
     return tokenizer
+
+
+def train_bpe_fast(text, vocab_size):  # -> Tokenizer, the same merges as train_bpe
+    """`train_bpe`, incrementally: a merge updates only the words that contain its pair."""
+    counted = word_counts(text)
+    words, freqs = list(counted), list(counted.values())  # word w occurs freqs[w] times
+    counts, where = Counter(), defaultdict(set)  # pair -> count; pair -> indices of words that may contain it
+    for w, word in enumerate(words):
+        for pair in zip(word, word[1:]):
+            counts[pair] += freqs[w]
+            where[pair].add(w)
+    heap = [(-count, pair) for pair, count in counts.items()]  # smallest = most frequent, then smallest pair
+    heapq.heapify(heap)
+    merges = []
+    while heap and len(merges) < n_merges(vocab_size):
+        neg_count, pair = heapq.heappop(heap)
+        if counts[pair] != -neg_count:  # stale: the count changed after this entry was pushed
+            if 0 < counts[pair] < -neg_count:
+                heapq.heappush(heap, (-counts[pair], pair))
+            continue
+        new_id = 256 + len(merges)
+        merges.append(pair)
+        new_pairs = set()
+        for w in where.pop(pair):
+            old = words[w]
+            words[w] = new = merge(old, pair, new_id)
+            for p in zip(old, old[1:]):
+                counts[p] -= freqs[w]
+            for p in zip(new, new[1:]):
+                counts[p] += freqs[w]
+                where[p].add(w)
+                if new_id in p:  # only pairs with the new token gain count
+                    new_pairs.add(p)
+        for p in new_pairs:
+            heapq.heappush(heap, (-counts[p], p))
+    return Tokenizer(merges)
