@@ -132,7 +132,8 @@ def test_weights_are_built_by_keyword_never_splatted():
     notebook = json.loads((ROOT / "notebooks" / "day6_weights.ipynb").read_text(encoding="utf-8"))
     for i, cell in enumerate(notebook["cells"]):
         if cell["cell_type"] == "code":
-            sources[f"day 6, cell {i}"] = "".join(cell["source"])
+            lines = "".join(cell["source"]).splitlines()  # without IPython magics (%matplotlib inline): not Python
+            sources[f"day 6, cell {i}"] = "\n".join(line for line in lines if not line.lstrip().startswith("%"))
     for where, source in sources.items():
         for node in ast.walk(ast.parse(source)):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
@@ -179,6 +180,8 @@ def test_rope_theta_only_in_rope_parameters():  # transformers 5 writes it there
 
 @pytest.mark.parametrize("change, problem", [
     ({"model_type": "gemma"}, r"model_type='gemma' \(expected one of \['llama', 'mistral'\]\)"),
+    ({"model_type": ["llama"]}, r"model_type=\['llama'\] \(expected one of"),
+    ({"hidden_act": {"silu": 1}}, r"hidden_act=\{'silu': 1\} \(expected 'silu' or 'swish'\)"),
     ({"hidden_act": "gelu"}, r"hidden_act='gelu' \(expected 'silu' or 'swish'\)"),
     ({"attention_bias": "false"}, r"attention_bias='false' \(expected true or false\)"),
     ({"rope_parameters": {"rope_type": "yarn", "factor": 4.0}}, r"rope_parameters.rope_type='yarn' \(supported: default, linear, llama3\)"),
@@ -466,7 +469,9 @@ def test_missing_files_are_named(tmp_path):
 
 
 @pytest.mark.parametrize("text, problem", [("{'hidden_size': 32}", "is not a JSON file"),
-                                           ("[1, 2]", "holds a JSON list, expected an object")])
+                                           ("[1, 2]", "holds a JSON array, expected an object"),
+                                           ("9" * 5000, "holds a JSON number, expected an object"),
+                                           ("[" * 100000 + "]" * 100000, r"is not a usable JSON file \(nested too deeply\)")])
 def test_config_json_that_is_not_a_json_object(tmp_path, text, problem):
     R.save_hf_folder(reference_model(CONFIGS["gqa-tied"]), tmp_path)
     (tmp_path / "config.json").write_text(text, encoding="utf-8")
@@ -601,7 +606,7 @@ def test_shard_names_must_stay_in_the_folder(tmp_path, shard):
 
 @pytest.mark.parametrize("index, problem", [
     ({"weight_map": ["a"]}, "weight_map must be an object"), ({"weight_map": {"a": 3}}, "weight_map must be an object"),
-    ({}, "weight_map must be an object"), ([], "holds a JSON list, expected an object"),
+    ({}, "weight_map must be an object"), ([], "holds a JSON array, expected an object"),
 ])
 def test_malformed_index(tmp_path, index, problem):
     folder, _ = shard_folder(tmp_path)
@@ -629,6 +634,27 @@ def test_a_tensor_in_two_shards(tmp_path):
     safetensors.numpy.save_file(tensors, str(folder / "model-00001-of-00003.safetensors"))
     with pytest.raises(ValueError, match=r"model.norm.weight is in both model-0000\d-of-00003.safetensors and"):
         W.load_model(folder)
+
+
+def test_a_shard_name_with_a_control_character_is_shown_escaped(tmp_path):
+    folder, weight_map = shard_folder(tmp_path)
+    write_index(folder, {**weight_map, "model.norm.weight": "s\x00.safetensors"})
+    with pytest.raises(ValueError, match=r"does not hold: 's\\x00.safetensors'$"):
+        W.load_model(folder)
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "folder"])
+def test_config_and_weights_must_be_regular_files(tmp_path, target):
+    R.save_hf_folder(reference_model(CONFIGS["gqa-tied"]), tmp_path)
+    for name in ("config.json", "model.safetensors"):
+        path = tmp_path / name
+        saved = path.read_bytes()
+        path.unlink()
+        path.mkdir() if target == "folder" else path.symlink_to(target)
+        with pytest.raises(ValueError, match=rf"has no {name}"):
+            W.load_model(tmp_path)
+        path.rmdir() if target == "folder" else path.unlink()
+        path.write_bytes(saved)
 
 
 def test_huge_layer_count_fails_fast_with_a_short_error(tmp_path):

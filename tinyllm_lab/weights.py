@@ -193,9 +193,9 @@ MODEL_TYPES = {"llama", "mistral"}  # the same block; Mistral may add a sliding 
 def unsupported_features(hf):  # dict of config.json -> list of str
     """What a Hugging Face config asks for that this engine does not implement (empty: nothing), each naming its key."""
     problems = []
-    if hf.get("model_type", "llama") not in MODEL_TYPES:
+    if not isinstance(hf.get("model_type", "llama"), str) or hf.get("model_type", "llama") not in MODEL_TYPES:
         problems.append(f"model_type={hf['model_type']!r} (expected one of {sorted(MODEL_TYPES)})")
-    if hf.get("hidden_act", "silu") not in ("silu", "swish"):  # two names of x * sigmoid(x)
+    if not isinstance(hf.get("hidden_act", "silu"), str) or hf.get("hidden_act", "silu") not in ("silu", "swish"):
         problems.append(f"hidden_act={hf['hidden_act']!r} (expected 'silu' or 'swish')")
     for flag in ("attention_bias", "mlp_bias"):
         value = hf.get(flag)
@@ -229,7 +229,7 @@ def _context_length(max_seq_len, max_position_embeddings):  # -> the context the
 
 
 def _check_sliding_window(hf, context):  # raise if Mistral's sliding window would hide keys within `context`
-    if hf.get("model_type") != "mistral":
+    if hf.get("model_type") != "mistral":  # (a model_type that is not a string was refused before)
         return
     window = hf.get("sliding_window", 4096)  # absent: MistralConfig's default; null: no window
     if window is not None and (problem := _number_problem("sliding_window", window, int)) is not None:
@@ -364,10 +364,12 @@ def read_json(path):  # path of a JSON file -> dict
         raise ValueError(f"{path} is {path.stat().st_size} bytes, over the {MAX_JSON_BYTES}-byte limit for a JSON file")
     try:  # parse_int: a 5000-digit integer becomes a marker the checks refuse, not Python's own error
         value = json.loads(path.read_text(encoding="utf-8"), parse_int=st._parse_int)
-    except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, nested too deeply
+    except ValueError as e:  # not UTF-8, or not JSON
         raise ValueError(f"{path} is not a JSON file: {e}") from None
+    except RecursionError:
+        raise ValueError(f"{path} is not a usable JSON file (nested too deeply)") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{path} holds a JSON {type(value).__name__}, expected an object")
+        raise ValueError(f"{path} holds a JSON {st._json_type(value)}, expected an object")
     return value
 
 
@@ -393,7 +395,7 @@ def checkpoint_tensors(folder):  # -> {HF name: (file path, header entry, data_s
     elif index.is_file():
         weight_map = _shard_names(index)
         files = [folder / name for name in sorted(set(weight_map.values()))]
-        missing = [f.name for f in files if not f.is_file()]
+        missing = [f.name if f.name.isprintable() else repr(f.name) for f in files if not f.is_file()]
         if missing:
             raise ValueError(f"{index.name} lists {len(missing)} shard(s) that {folder} does not hold: "
                              + _problems(missing))
