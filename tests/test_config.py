@@ -1,6 +1,7 @@
 """ModelConfig: the course model's numbers, and a clear ValueError for every config that cannot be a model."""
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -107,3 +108,17 @@ def test_integer_constants_are_stored_as_floats():
 def test_sizes_that_are_numpy_floats_bools_or_not_finite_are_refused(field, value):
     with pytest.raises(ValueError, match=rf"ModelConfig\.{field} must be a positive integer, got "):
         ModelConfig(**{**SMALL, field: value})
+
+
+# --- found by the hostile-input hunt: a norm_eps that float32 cannot hold, numpy bools -------------
+
+@pytest.mark.parametrize("norm_eps, as_float32", [(1e-300, 0.0), (5e-324, 0.0), (1e39, "inf")])
+def test_a_norm_eps_that_is_zero_or_inf_in_float32_is_refused(norm_eps, as_float32):
+    # rms_norm adds eps in float32: 1e-300 became 0 there, and a zero vector then gave nan
+    with pytest.raises(ValueError, match=re.escape(f"ModelConfig.norm_eps = {norm_eps!r} is {as_float32}")):
+        ModelConfig(**{**SMALL, "norm_eps": norm_eps})
+
+
+def test_numpy_bool_tie_embeddings_is_stored_as_a_bool():
+    config = ModelConfig(**{**SMALL, "tie_embeddings": np.bool_(False)})
+    assert config.tie_embeddings is False

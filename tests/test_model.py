@@ -342,3 +342,10 @@ def test_matches_pytorch_reference(model):
 def test_model_weights_dataclass_fields():  # the field names the loader and the reference mapping rely on
     assert list(ModelWeights.__dataclass_fields__) == ["tok_embeddings", "layers", "norm", "output"]
     assert list(LayerWeights.__dataclass_fields__) == list(REFERENCE_NAMES)
+
+
+def test_a_huge_token_id_is_out_of_the_vocabulary(model):
+    cache = model.new_cache()
+    with pytest.raises(ValueError, match=r"forward: token ids \[1180591620717411303424\] are outside the vocabulary"):
+        model.forward([2**70], cache)
+    assert cache.pos == 0

@@ -1,5 +1,6 @@
 """Day 1 primitives (tinyllm_lab.ops): parity with PyTorch, known answers, edge cases, bad input."""
 
+import re
 import warnings
 
 import numpy as np
@@ -285,3 +286,10 @@ def test_linear_rejects_mismatched_weight(weight_shape):
     x = np.ones((3, 16), dtype=np.float32)
     with pytest.raises(ValueError, match=r"linear: x has shape \(3, 16\), weight has shape"):
         linear(x, np.ones(weight_shape, dtype=np.float32))
+
+
+@pytest.mark.parametrize("eps, as_float32", [(1e-300, "0.0"), (1e39, "inf")])
+def test_rms_norm_rejects_eps_that_float32_cannot_hold(eps, as_float32):
+    # eps = 1e-300 is 0 in float32: a zero vector gave nan; 1e39 is inf: every output was 0
+    with pytest.raises(ValueError, match=re.escape(f"rms_norm: eps = {eps!r} is {as_float32} in float32")):
+        rms_norm(np.zeros((1, 4), dtype=np.float32), np.ones(4, dtype=np.float32), eps)

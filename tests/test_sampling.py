@@ -346,3 +346,51 @@ def test_logits_of_any_real_dtype_are_read_as_float32(dtype):
 def test_float64_logits_beyond_float32_range_are_refused():
     with pytest.raises(ValueError, match="logits holds values beyond float32's range"):
         sample(np.array([1e300, 0.0]), None, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# found by the hostile-input hunt (issue 10): the filters and the draw check what they are given
+
+def test_the_filters_take_a_list():
+    np.testing.assert_array_equal(top_k_filter([0.1, 0.4, 0.5], 2), [0.0, 0.4, 0.5])  # was an AttributeError
+    np.testing.assert_array_equal(top_p_filter([0.1, 0.4, 0.5], 0.5), [0.0, 0.0, 0.5])
+
+
+@pytest.mark.parametrize("k, error, message", [(-1, ValueError, "got -1"), (True, TypeError, "got True"),
+                                               (2.0, TypeError, "got 2.0")])
+def test_top_k_filter_refuses_a_bad_k(k, error, message):
+    # k = -1 used to drop the least probable token silently (argsort(...)[:-1])
+    with pytest.raises(error, match=f"top_k_filter: k must be an integer >= 0 \\(0 keeps all\\), {message}"):
+        top_k_filter(np.array([0.1, 0.4, 0.5]), k)
+
+
+@pytest.mark.parametrize("p, error", [(0.0, ValueError), (-0.5, ValueError), (1.5, ValueError), (float("nan"), ValueError),
+                                      ("0.9", TypeError), (True, TypeError)])
+def test_top_p_filter_refuses_a_p_outside_the_unit_interval(p, error):
+    # p = 0 used to keep one token silently
+    with pytest.raises(error, match="top_p_filter: p must be"):
+        top_p_filter(np.array([0.1, 0.4, 0.5]), p)
+
+
+@pytest.mark.parametrize("probs", [np.zeros(3), np.array([0.5, -0.1, 0.6]), np.array([0.5, np.nan, 0.5]),
+                                   np.array([0.5, np.inf, 0.5])])
+@pytest.mark.parametrize("keep", [lambda probs: top_k_filter(probs, 2), lambda probs: top_p_filter(probs, 0.5)])
+def test_the_filters_refuse_what_is_not_a_distribution(probs, keep):
+    # all-zero probabilities used to come back as all zeros, a "distribution" with nothing to draw
+    with pytest.raises(ValueError, match="probs must be finite and >= 0 with a positive sum"):
+        keep(probs)
+
+
+@pytest.mark.parametrize("probs, error, match", [(np.ones((2, 2)), ValueError, r"non-empty \[V\] vector"),
+                                                 (np.zeros(0), ValueError, r"non-empty \[V\] vector"),
+                                                 (np.array([True, False]), TypeError, "real numbers")])
+def test_the_filters_refuse_probs_of_the_wrong_shape_or_type(probs, error, match):
+    with pytest.raises(error, match=match):
+        top_k_filter(probs, 1)
+
+
+@pytest.mark.parametrize("u", [1.0, 1.5, -0.1, float("nan")])
+def test_a_generator_that_returns_u_outside_0_1_is_refused(u):
+    # a broken stand-in generator used to give the last kept token every time, silently
+    with pytest.raises(ValueError, match=rf"rng.random\(\) returned {u!r}, expected a number in \[0, 1\)"):
+        sample(TOY, FixedU(u), 1.0)

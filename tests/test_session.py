@@ -227,3 +227,10 @@ def test_cached_and_uncached_generation_give_identical_ids(model, settings):
     uncached = generate_uncached(model, PROMPT, 32, np.random.default_rng(0), **settings)
     assert len(cached) == 32 and cached == uncached
     assert len(set(cached)) >= 4  # the sequence is not one token repeated: the comparison means something
+
+
+def test_a_huge_token_id_is_out_of_the_vocabulary_not_a_type_error(model):
+    # [2**70] becomes an object array: it used to be reported as "not integer token ids"
+    with pytest.raises(ValueError, match=r"prompt token ids must be in 0\.\.96, got 1180591620717411303424"):
+        Session(model).stream([2**70], 3)
+    assert model.calls == []

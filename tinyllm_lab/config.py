@@ -12,6 +12,8 @@ import math
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -51,8 +53,14 @@ class ModelConfig:
             if not 0 < as_float < math.inf:  # also false for nan
                 raise ValueError(f"ModelConfig.{name} must be finite and > 0, got {value!r}")
             object.__setattr__(self, name, as_float)
-        if not isinstance(self.tie_embeddings, bool):
+        with np.errstate(over="ignore", under="ignore"):
+            eps32 = np.float32(self.norm_eps)  # rms_norm adds it in float32
+        if not 0 < eps32 < np.inf:
+            raise ValueError(f"ModelConfig.norm_eps = {self.norm_eps!r} is {float(eps32)} in float32, where "
+                             f"rms_norm adds it; it must be between 1.4e-45 and 3.4e38")
+        if not isinstance(self.tie_embeddings, (bool, np.bool_)):
             raise ValueError(f"ModelConfig.tie_embeddings must be True or False, got {self.tie_embeddings!r}")
+        object.__setattr__(self, "tie_embeddings", bool(self.tie_embeddings))
 
 
 # The course model: small enough to run anywhere, big enough to learn some English.

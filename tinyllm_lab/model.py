@@ -185,6 +185,8 @@ class Model:
             raise TypeError(f"forward: cache must be a KVCache (model.new_cache()), got {type(cache).__name__}")
         if maps is not None and not isinstance(maps, list):
             raise TypeError(f"forward: maps must be None or a list to append to, got {type(maps).__name__}")
+        if tokens.dtype == object and all(isinstance(t, int) and not isinstance(t, bool) for t in tokens.flat):
+            raise ValueError(f"forward: token ids {tokens.tolist()[:10]} are outside the vocabulary 0..{c.vocab_size - 1}")
         if tokens.size and not np.issubdtype(tokens.dtype, np.integer):  # bool, float, text, objects: not token ids
             raise TypeError(f"forward: tokens must be integer token ids, got {tokens.dtype} {tokens.shape}")
         if tokens.ndim != 1 or tokens.size == 0:

@@ -90,11 +90,15 @@ def rms_norm(x, weight, eps=1e-5):  # [..., D], [D] -> [..., D]
         raise TypeError(f"rms_norm: eps must be a number, got {eps!r}")
     if not 0 < eps < np.inf:  # also false for nan
         raise ValueError(f"rms_norm: eps must be finite and > 0, got {eps!r}")
+    with np.errstate(over="ignore", under="ignore"):
+        eps32 = np.float32(eps)
+    if not 0 < eps32 < np.inf:  # 1e-300 is 0 in float32 (a zero vector would give nan), 1e39 is inf
+        raise ValueError(f"rms_norm: eps = {eps!r} is {float(eps32)} in float32; it must be between 1.4e-45 and 3.4e38")
     if x.ndim == 0 or weight.shape != x.shape[-1:]:
         raise ValueError(f"rms_norm: weight has shape {weight.shape}, expected ({x.shape[-1] if x.ndim else 'D'},) "
                          f"to match the last axis of x {x.shape}")
     ms = np.mean(x * x, axis=-1, keepdims=True)  # [..., 1]: mean square of each vector
-    return x / np.sqrt(ms + np.float32(eps)) * weight  # np.float32(eps): keep float32
+    return x / np.sqrt(ms + eps32) * weight  # eps32 = np.float32(eps): keep float32
 
 
 def silu(x):  # [...] -> [...]

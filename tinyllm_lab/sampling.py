@@ -55,11 +55,28 @@ def check_rng(rng, temperature):
                         f"or None when greedy; got {type(rng).__name__} {rng!r}")
 
 
+def _check_probs(probs, func):  # [V] -> [V] array, same dtype; raise unless a distribution up to scale
+    probs = np.asarray(probs)
+    if probs.dtype.kind not in "fiu":
+        raise TypeError(f"{func}: probs must hold real numbers, got dtype {probs.dtype}")
+    if probs.ndim != 1 or probs.size == 0:
+        raise ValueError(f"{func}: probs must be a non-empty [V] vector, got shape {probs.shape}")
+    if not (np.isfinite(probs).all() and (probs >= 0).all() and probs.sum() > 0):
+        raise ValueError(f"{func}: probs must be finite and >= 0 with a positive sum (a distribution up to scale)")
+    return probs
+
+
 def top_k_filter(probs, k):  # [V] -> [V]
     """Zero all but the k most probable tokens (ties: the lower id first). k = 0 keeps all.
 
-    `[.1, .4, .2, .3]`, k=2 -> `[0, .4, 0, .3]`.
+    `[.1, .4, .2, .3]`, k=2 -> `[0, .4, 0, .3]`. TypeError / ValueError for probs that are not a
+    distribution (up to scale) or k that is not an integer >= 0.
     """
+    probs = _check_probs(probs, "top_k_filter")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"top_k_filter: k must be an integer >= 0 (0 keeps all), got {k!r}")
+    if k < 0:  # probs[argsort][:-1] would silently drop the least probable token instead
+        raise ValueError(f"top_k_filter: k must be an integer >= 0 (0 keeps all), got {k}")
     if k == 0 or k >= probs.size:
         return probs
     keep = np.argsort(-probs, kind="stable")[:k]  # stable: equal probabilities stay in id order
@@ -72,7 +89,13 @@ def top_p_filter(probs, p):  # [V] -> [V]
     """Keep the smallest set of most probable tokens whose mass reaches p of the total (at least one token).
 
     `[.125, .5, .25, .125]`, p=0.6 -> `[0, .5, .25, 0]`: .5 alone falls short, .5 + .25 reaches 0.6.
+    TypeError / ValueError for probs that are not a distribution (up to scale) or p outside (0, 1].
     """
+    probs = _check_probs(probs, "top_p_filter")
+    if not _is_number(p):
+        raise TypeError(f"top_p_filter: p must be a number in (0, 1], got {p!r}")
+    if not 0 < p <= 1:  # also false for nan
+        raise ValueError(f"top_p_filter: p must be in (0, 1] (1 keeps all), got {p}")
     if p >= 1.0:
         return probs
     order = np.argsort(-probs, kind="stable")
@@ -128,5 +151,8 @@ def sample(logits, rng, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> int
         return int(np.argmax(probs))  # greedy: no draw
     kept = np.flatnonzero(probs)      # the ids top-k / top-p left (and that did not underflow)
     cdf = np.cumsum(probs[kept])      # ends at 1 up to rounding
-    i = np.searchsorted(cdf, rng.random() * cdf[-1], side="right")
+    u = rng.random()
+    if not 0 <= u < 1:  # also false for nan: a broken generator would always give the last kept token
+        raise ValueError(f"rng.random() returned {u!r}, expected a number in [0, 1): use np.random.default_rng(seed)")
+    i = np.searchsorted(cdf, u * cdf[-1], side="right")
     return int(kept[min(i, kept.size - 1)])

@@ -46,6 +46,8 @@ class Session:
                             f"e.g. prompt_ids = tokenizer.encode(text)")
         prompt = np.asarray(prompt_ids)
         vocab, limit = self.model.config.vocab_size, self.model.config.max_seq_len
+        if prompt.dtype == object and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt.flat):
+            raise ValueError(f"prompt token ids must be in 0..{vocab - 1}, got {min(prompt.flat)}..{max(prompt.flat)}")
         if prompt.size and not np.issubdtype(prompt.dtype, np.integer):  # floats, bools, objects: not ids
             raise TypeError(f"the prompt must be a list of integer token ids, got {prompt.dtype} {prompt.shape}")
         if prompt.ndim != 1 or prompt.size == 0:
