@@ -55,14 +55,14 @@ MISTRAL_7B = {
 def shrink(published, kv_heads=1, layers=2, vocab=384, hidden=160):  # published config dict -> a small one
     """Fewer layers, kv heads and vocabulary, same head_dim, GQA ratio, tying, RoPE type and theta.
 
-    Weights are drawn with std 0.1 (not the published 0.02) so the logits are of order 1 and a
+    Weights are drawn with std 0.07 (not the published 0.02) so the logits are of order 1 and a
     1e-4 bound says something."""
     heads = published["num_attention_heads"]
     ratio = heads // published["num_key_value_heads"]
     head_dim = published.get("head_dim") or published["hidden_size"] // heads
     small = dict(published, num_hidden_layers=layers, num_key_value_heads=kv_heads,
                  num_attention_heads=kv_heads * ratio, hidden_size=kv_heads * ratio * head_dim,
-                 intermediate_size=hidden, vocab_size=vocab, initializer_range=0.1)
+                 intermediate_size=hidden, vocab_size=vocab, initializer_range=0.07)
     return small
 
 
@@ -195,3 +195,19 @@ def test_head_dim_other_than_hidden_size_over_heads(tmp_path):
     write_folder(config, tmp_path, "F32", sharded=False)
     check_against_transformers(tmp_path, config["vocab_size"])
     assert load_model(tmp_path).weights.layers[0].wq.shape == (256, 128)
+
+
+def test_llama3_rope_frequencies_against_transformers_and_its_refusals():
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    from tinyllm_lab.rope import llama3_rope_frequencies, rope_frequencies
+    hf = transformers.AutoConfig.for_model(**shrink(LLAMA_3_2_1B))
+    theirs, _ = ROPE_INIT_FUNCTIONS["llama3"](hf, "cpu")
+    ours = llama3_rope_frequencies(rope_frequencies(64, 500000.0), 32.0, 1.0, 4.0, 8192)
+    assert np.abs(ours / theirs.double().numpy() - 1).max() < 1e-6
+    for bad, match in [((0.0, 1.0, 4.0, 8192), "factor must be a finite number > 0"),
+                       ((32.0, 1.0, float("nan"), 8192), "high_freq_factor must be a finite number > 0"),
+                       ((32.0, 4.0, 4.0, 8192), "high_freq_factor=4.0 must be larger than low_freq_factor=4.0"),
+                       ((32.0, 1.0, 4.0, True), "original_max_seq_len must be a finite number > 0")]:
+        with pytest.raises(ValueError, match=match):
+            llama3_rope_frequencies(rope_frequencies(64, 500000.0), *bad)
