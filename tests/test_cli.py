@@ -439,3 +439,17 @@ def test_a_smollm2_shaped_folder_runs_from_the_command_line(smollm2_folder):
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout == reference_tok.decode(ids[1:] + new, skip_special_tokens=False) + "\n"
     assert result.stdout.startswith(prompt)
+
+
+@needs_stories
+def test_the_readme_stories260k_example_is_what_the_command_prints():
+    """README's worked example, with its models/stories260K/ download folder replaced by ../shared's."""
+    readme = (WEIGHTS.parent / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"```console\n(?:\$ huggingface-cli[^\n]*\n)\$ \.venv/bin/python -m tinyllm_lab ([^\n]*stories260K[^\n]*)\n"
+                      r"(.*?)```", readme, re.S)
+    assert match, "README.md lost its stories260K example"
+    args = [arg.replace("models/stories260K/", f"{STORIES}/") for arg in shlex.split(match.group(1))]
+    result = run(*args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == match.group(2)
+    assert result.stdout.startswith(KNOWN_STORY)
