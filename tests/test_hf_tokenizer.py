@@ -384,6 +384,15 @@ BAD = [  # (change, the field the error must name)
     (setter(["pre_tokenizer", "pretokenizers"], None), r"pre_tokenizer.pretokenizers must be array, got NoneType"),
     (setter(["pre_tokenizer"], {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "sometimes"}),
      r"pre_tokenizer.prepend_scheme 'sometimes' is not one of always, first, never"),
+    (setter(["model", "vocab", "Ġzz"], 10**12), r"model.vocab has an id of 1000000000000, but only 16383 tokens"),
+    (setter(["model", "vocab", "Ġzz"], 300), r"model.vocab gives id 300 to both 'om' and 'Ġzz'"),
+    (lambda d: d["added_tokens"].append({"id": 10**12, "content": "<x>", "special": True}),
+     r"added_tokens\[2\].id 1000000000000 leaves a gap"),
+    (lambda d: d["added_tokens"].append(dict(d["added_tokens"][0], id=16384)),
+     r"added_tokens\[2\] \(16384, '<\|bos\|>'\) clashes with another token"),
+    (lambda d: d["added_tokens"].append({"id": 300, "content": "<x>", "special": True}),
+     r"added_tokens\[2\] \(300, '<x>'\) clashes with another token \('om'\)"),
+    (lambda d: d["model"]["merges"].append("Ġt he"), r"model.merges\[16126\] \('Ġt' \+ 'he'\) repeats model.merges\[11\]"),
     (setter(["decoder"], None), r"decoder is null"),
     (setter(["decoder"], {"type": "WordPiece"}), r"decoder.type 'WordPiece' is not supported"),
     (setter(["decoder"], {"type": "Sequence", "decoders": [{"type": "Strip", "content": " ", "start": 1, "stop": 0}]}),
@@ -408,8 +417,38 @@ def test_unreadable_files_are_refused(tmp_path, content, message):
         load_tokenizer(tmp_path)
 
 
+def test_json_nested_too_deeply_is_a_value_error(tmp_path):
+    (tmp_path / "tokenizer.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(ValueError, match="is not valid UTF-8 JSON"):
+        load_tokenizer(tmp_path)
+
+
+def test_bad_paths(tmp_path):
+    with pytest.raises(TypeError, match="load_tokenizer takes the path of a model folder or tokenizer.json, got NoneType"):
+        load_tokenizer(None)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_tokenizer(tmp_path / "nowhere")
+    folder = course_folder(tmp_path)
+    (folder / "config.json").mkdir()  # a config.json that is not a file is not silently skipped
+    with pytest.raises(ValueError, match="config.json is not a regular file"):
+        load_tokenizer(folder)
+
+
+def test_decode_and_encode_argument_types():
+    tok = load_tokenizer(WEIGHTS)
+    with pytest.raises(TypeError, match="decode takes a sequence of token ids, got NoneType"):
+        tok.decode(None)
+    with pytest.raises(TypeError, match=r"got str \(encode turns text into ids\)"):
+        tok.decode("abc")
+    with pytest.raises(ValueError, match="token id True is not an integer"):
+        tok.decode([True])
+    with pytest.raises(TypeError, match="bos must be True or False, got 'no'"):
+        tok.encode("x", bos="no")
+    assert tok.decode((i for i in tok.encode("to be"))) == "to be"  # any iterable of ids
+
+
 def test_not_a_regular_file_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="is not a regular file"):
+    with pytest.raises(FileNotFoundError, match="tokenizer.json does not exist"):
         load_tokenizer(tmp_path)  # a folder without tokenizer.json
     with pytest.raises(ValueError, match="/dev/zero is not a regular file"):
         load_tokenizer("/dev/zero")

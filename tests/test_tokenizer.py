@@ -444,6 +444,25 @@ def test_load_refuses_a_file_that_is_not_json(tmp_path, content, message):
         Tokenizer.load(tmp_path / "tokenizer.json")
 
 
+def test_load_refuses_json_nested_too_deeply(tmp_path):
+    (tmp_path / "tokenizer.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(ValueError, match="is not valid UTF-8 JSON"):
+        Tokenizer.load(tmp_path / "tokenizer.json")
+
+
+def test_encode_and_decode_argument_types(small):
+    with pytest.raises(TypeError, match="decode takes a sequence of token ids, got NoneType"):
+        small.decode(None)
+    with pytest.raises(TypeError, match=r"got str \(encode turns text into ids\)"):
+        small.decode("abc")
+    with pytest.raises(ValueError, match="token id True is not an integer"):
+        small.decode([True])  # a bool is not token 1
+    with pytest.raises(TypeError, match="bos and eos must be True or False, got bos='no'"):
+        small.encode("x", bos="no")
+    with pytest.raises(TypeError, match="eos=1"):
+        small.encode("x", eos=1)
+
+
 def test_merges_as_pairs_load_like_strings(small, tmp_path):  # newer tokenizers versions write ["a", "b"]
     data = tokenizer_json(small)
     data["model"]["merges"] = [m.split(" ") for m in data["model"]["merges"]]

@@ -17,13 +17,12 @@ Standard library only.
 import codecs
 import heapq
 import json
-import operator
 import re
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
-from tinyllm_lab.tokenizer import BYTE_TO_CHAR, need  # need: day 7's JSON field reader, errors naming the field
+from tinyllm_lab.tokenizer import BYTE_TO_CHAR, check_id, check_ids, need  # day 7's checks of ids and JSON fields
 
 
 def char_class(predicate):  # (str -> bool) -> str, the body of a regex character class
@@ -292,15 +291,24 @@ def read_merges(model, vocab, where="model"):  # -> {(a, b): (rank, new id)}
             if name not in vocab:
                 raise ValueError(f"tokenizer.json: {where}.merges[{r}] ({left!r} + {right!r}) needs the token "
                                  f"{name!r}, which is not in {where}.vocab")
-        merges.setdefault((vocab[left], vocab[right]), (r, vocab[left + right]))  # a repeat keeps its first rank
+        pair = (vocab[left], vocab[right])
+        if pair in merges:  # which rank would win is a library detail: refuse instead
+            raise ValueError(f"tokenizer.json: {where}.merges[{r}] ({left!r} + {right!r}) repeats "
+                             f"{where}.merges[{merges[pair][0]}]")
+        merges[pair] = (r, vocab[left + right])
     return merges
 
 
 def read_vocab(model, where="model"):  # -> {token string: id}
+    """`model.vocab`: token string -> id; ids are non-negative integers, each used once."""
     vocab = need(model, "vocab", (dict,), where)
+    seen = {}
     for name, i in vocab.items():
         if not isinstance(i, int) or isinstance(i, bool) or i < 0:
             raise ValueError(f"tokenizer.json: {where}.vocab[{name!r}] must be a non-negative integer id, got {i!r:.40}")
+        if i in seen:
+            raise ValueError(f"tokenizer.json: {where}.vocab gives id {i} to both {seen[i]!r} and {name!r}")
+        seen[i] = name
     return vocab
 
 
@@ -321,13 +329,9 @@ class TokenDecoder:
 
     def token_bytes(self, token_id, first=False):  # id -> bytes
         """The bytes of one id; ValueError for a non-integer or unknown id."""
-        try:
-            i = operator.index(token_id)  # int or numpy integer
-        except TypeError:
-            raise ValueError(f"token id {token_id!r} is not an integer") from None
-        if not 0 <= i < self.vocab_size or self.bytes[i] is None:
-            raise ValueError(f"unknown token id {i}: this tokenizer has ids 0..{self.vocab_size - 1}"
-                             + (f", but none numbered {i}" if 0 <= i < self.vocab_size else ""))
+        i = check_id(token_id, self.vocab_size)
+        if self.bytes[i] is None:
+            raise ValueError(f"unknown token id {i}: this tokenizer has ids 0..{self.vocab_size - 1}, but none numbered {i}")
         return self.first_bytes[i] if first and self.first_bytes else self.bytes[i]
 
     def stream_decoder(self):  # -> HFStreamDecoder
@@ -336,6 +340,7 @@ class TokenDecoder:
     def decode(self, ids):  # list of ids -> str
         """The text of the ids. Bytes that are not valid UTF-8 become U+FFFD (where tokenizers'
         ByteFallback writes one U+FFFD per byte token, this may write fewer)."""
+        ids = check_ids(ids)
         stream = self.stream_decoder()
         return "".join([stream.push(i) for i in ids]) + stream.flush()
 
@@ -505,6 +510,8 @@ class HFTokenizer:
         `bos=True` puts `bos_id` first (ValueError if the model has none)."""
         if not isinstance(text, str):
             raise TypeError(f"encode takes a str, got {type(text).__name__}")
+        if not isinstance(bos, bool):
+            raise TypeError(f"bos must be True or False, got {bos!r:.40}")
         if bos and self.bos_id is None:
             raise ValueError("bos=True, but this tokenizer has no BOS token (none in config.json, "
                              "generation_config.json or tokenizer_config.json)")
@@ -528,23 +535,34 @@ class HFTokenizer:
 
 
 def read_json(path, what):  # Path -> parsed JSON
+    """The JSON in `path`; FileNotFoundError if there is none, ValueError if it is not a regular file
+    (a folder, /dev/zero) or not JSON (or nested too deeply for Python's parser)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist ({what})")
     if not path.is_file():
         raise ValueError(f"{path} is not a regular file ({what})")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
-        raise ValueError(f"{path} is not valid UTF-8 JSON ({what}): {e}") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{path} is not valid UTF-8 JSON ({what}): {str(e) or type(e).__name__}") from None
 
 
 def read_added_tokens(data, tokens):  # -> (non-special {text: id}, special ids); fills `tokens`
     """`added_tokens`: each `{"id", "content", "special", ...}` names id `id`. Special ones are only
     ever produced by `bos=True` or a model; non-special ones are matched in the text as they are."""
-    added, special = {}, set()
+    added, special, contents = {}, set(), {}
     for k, t in enumerate(need(data, "added_tokens", (list,), "tokenizer.json", [])):
         w = f"added_tokens[{k}]"
         i, content = need(t, "id", (int,), w), need(t, "content", (str,), w)
         if i < 0 or not content:
             raise ValueError(f"tokenizer.json: {w} needs a non-negative id and non-empty content, got {i}, {content!r}")
+        if i >= len(tokens) + len(data["added_tokens"]):  # ids are dense: checked before anything is allocated
+            raise ValueError(f"tokenizer.json: {w}.id {i} leaves a gap: the file has only "
+                             f"{len(tokens) + len(data['added_tokens'])} tokens in all")
+        if i < len(tokens) and tokens[i] not in (None, content) or content in contents:
+            raise ValueError(f"tokenizer.json: {w} ({i}, {content!r}) clashes with another token "
+                             f"({tokens[i] if i < len(tokens) else contents[content]!r})")
+        contents[content] = i
         if i >= len(tokens):
             tokens += [None] * (i + 1 - len(tokens))
         tokens[i] = content
@@ -572,6 +590,10 @@ def read_model(data):  # -> (vocab, tokens by id, merges, the model's options)
         if need(model, key, (str, type(None)), "model", None):
             raise ValueError(f"tokenizer.json: model.{key} {model[key]!r} is not supported")
     vocab = read_vocab(model)
+    n_added = len(data.get("added_tokens") or [])
+    if max(vocab.values(), default=-1) >= len(vocab) + n_added:  # checked before a list of that size is made
+        raise ValueError(f"tokenizer.json: model.vocab has an id of {max(vocab.values())}, but only {len(vocab)} "
+                         f"tokens (+ {n_added} added): ids must be dense")
     tokens = [None] * (max(vocab.values(), default=-1) + 1)
     for name, i in vocab.items():
         tokens[i] = name
@@ -595,7 +617,7 @@ def special_ids(folder, tokenizer_ids, vocab_size):  # -> (bos id or None, tuple
     found = {}
     for name, key in SPECIAL_FILES:
         path = folder / name
-        if not path.is_file():
+        if not path.exists():
             continue
         conf = read_json(path, "BOS/EOS")
         if not isinstance(conf, dict):
@@ -625,6 +647,8 @@ def load_tokenizer(path):  # folder or tokenizer.json -> HFTokenizer
     """Read a Hugging Face tokenizer: a model folder, or its tokenizer.json (BOS/EOS are read from
     the files beside it). ValueError, naming the file and JSON field, for anything malformed or
     not implemented here."""
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"load_tokenizer takes the path of a model folder or tokenizer.json, got {type(path).__name__}")
     path = Path(path)
     folder, file = (path, path / "tokenizer.json") if path.is_dir() else (path.parent, path)
     data = read_json(file, "tokenizer.json")
@@ -632,8 +656,11 @@ def load_tokenizer(path):  # folder or tokenizer.json -> HFTokenizer
         raise ValueError(f"tokenizer.json: the file must hold a JSON object, got {type(data).__name__}")
     vocab, tokens, merges, options = read_model(data)
     added, special = read_added_tokens(data, tokens)
-    normalizer = load_normalizer(need(data, "normalizer", (dict, type(None)), "tokenizer.json", None))
-    pre_tokenizer, byte_level = load_pre_tokenizer(need(data, "pre_tokenizer", (dict, type(None)), "tokenizer.json", None))
+    try:  # Sequence inside Sequence is read recursively; a file could nest them thousands deep
+        normalizer = load_normalizer(need(data, "normalizer", (dict, type(None)), "tokenizer.json", None))
+        pre_tokenizer, byte_level = load_pre_tokenizer(need(data, "pre_tokenizer", (dict, type(None)), "tokenizer.json", None))
+    except RecursionError:
+        raise ValueError("tokenizer.json: the normalizer or pre_tokenizer nests Sequences too deeply") from None
     decoder = load_decoder(need(data, "decoder", (dict, type(None)), "tokenizer.json", None), tokens)
     ids = {t: i for i, t in enumerate(tokens) if t is not None}
     bos_id, eos_ids = special_ids(folder, ids, len(tokens))

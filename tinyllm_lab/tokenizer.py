@@ -211,12 +211,22 @@ def merge_tables(merges):  # list of (a, b) -> (ranks {(a, b): r}, vocab [bytes 
 def check_id(token_id, vocab_size):  # -> int
     """`token_id` as an int (a numpy integer is fine); ValueError unless it is an integer in 0..vocab_size - 1."""
     try:
-        i = operator.index(token_id)
+        i = operator.index(token_id) if not isinstance(token_id, bool) else None  # True is not token 1
     except TypeError:
-        raise ValueError(f"token id {token_id!r} is not an integer") from None
+        i = None
+    if i is None:
+        raise ValueError(f"token id {token_id!r:.40} is not an integer")
     if not 0 <= i < vocab_size:
         raise ValueError(f"unknown token id {i}: this tokenizer has ids 0..{vocab_size - 1}")
     return i
+
+
+def check_ids(ids):  # -> list
+    """`ids` as a list; TypeError unless it is a sequence of token ids (list, tuple, range, 1-D array), not text."""
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+        raise TypeError(f"decode takes a sequence of token ids, got {type(ids).__name__}"
+                        + (" (encode turns text into ids)" if isinstance(ids, (str, bytes)) else ""))
+    return list(ids)
 
 
 class Tokenizer:
@@ -241,12 +251,14 @@ class Tokenizer:
         """Token ids of `text`; special-token text in it is encoded as plain text, never as BOS/EOS."""
         if not isinstance(text, str):
             raise TypeError(f"encode takes a str, got {type(text).__name__}")
+        if not isinstance(bos, bool) or not isinstance(eos, bool):
+            raise TypeError(f"bos and eos must be True or False, got bos={bos!r:.30}, eos={eos!r:.30}")
         ids = encode_text(text, self.ranks, self._cache)
         return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
 
     def decode_bytes(self, ids):  # list of ids -> bytes
         """The bytes the ids stand for (BOS and EOS as their text); an unknown id raises ValueError."""
-        return b"".join(self.vocab[check_id(i, self.vocab_size)] for i in ids)
+        return b"".join(self.vocab[check_id(i, self.vocab_size)] for i in check_ids(ids))
 
     def decode(self, ids):  # list of ids -> str
         """The text of the ids; bytes that are not valid UTF-8 (ids that cut a character) become U+FFFD."""
@@ -264,8 +276,8 @@ class Tokenizer:
         """Read a tokenizer.json written by `save` (see `tokenizer_from_json`); ValueError naming what is wrong."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
-            raise ValueError(f"{path} is not valid UTF-8 JSON: {e}") from None
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError; nesting too deep
+            raise ValueError(f"{path} is not valid UTF-8 JSON: {str(e) or type(e).__name__}") from None
         return tokenizer_from_json(data)
 
 
