@@ -453,3 +453,22 @@ def test_the_readme_stories260k_example_is_what_the_command_prints():
     assert result.returncode == 0, result.stderr
     assert result.stdout == match.group(2)
     assert result.stdout.startswith(KNOWN_STORY)
+
+
+@needs_stories
+def test_a_prompt_that_is_not_utf8_is_read_as_replacement_characters():
+    """`python -m tinyllm_lab $'\\xff'`: Python hands the byte over as a lone surrogate."""
+    result = run("Lily\udcff", "--weights", str(STORIES_BIN), "--tokenizer", str(STORIES_TOK),
+                 "--temperature", "0", "--max-new-tokens", "3")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("Lily\ufffd")
+
+
+def test_a_prompt_the_tokenizer_refuses_gives_one_line(monkeypatch, capsys):
+    from tinyllm_lab.hf_tokenizer import HFTokenizer
+
+    def encode(self, text, bos=False):
+        raise ValueError("this text cannot be encoded")
+    monkeypatch.setattr(HFTokenizer, "encode", encode)
+    assert cli.main([PROMPT]) == 2
+    assert capsys.readouterr().err == "tinyllm-lab: error: cannot encode the prompt: this text cannot be encoded\n"

@@ -510,3 +510,19 @@ def test_a_versioned_export_is_refused_by_name(tmp_path, version):
     path.write_bytes(struct.pack("<Ii7iB", 0x616B3432, version, 8, 16, 1, 2, 1, 4, 3, 1).ljust(256, b"\0") + bytes(64))
     with pytest.raises(ValueError, match=f"a llama2.c version {version} export .*export.py --version 0"):
         load_llama2c(path)
+
+
+@needs_stories
+def test_a_long_mixed_text_follows_the_merge_rule(tok):
+    """The heap-based merge against the test's plain rescan, on 1500 characters of varied text."""
+    rng = np.random.default_rng(0)
+    words = ["Once", " upon", " a", " time", ",", " Lily", " 日本", " 🙂", "\n", "  ", "ball", "<0x41>", "é", "!"]
+    text = "".join(rng.choice(words, 300))[:1500]
+    assert tok.encode(text, bos=True) == brute_force_encode(text, *read_pieces(TOKENIZER_BIN))
+
+
+@needs_stories
+def test_a_lone_surrogate_is_encoded_as_the_replacement_character(tok):
+    """What Python makes of bytes that are not UTF-8 (a command-line argument, say): U+FFFD's bytes, no crash."""
+    assert tok.encode("a\udcffb") == tok.encode("a\ufffdb")
+    assert tok.decode(tok.encode("a\udcffb", bos=True)) == "a\ufffdb"

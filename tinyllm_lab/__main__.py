@@ -148,7 +148,10 @@ def write(out, text):  # write and flush now (streaming); a refusing stdout beco
 
 
 def encode_prompt(tokenizer, prompt, limit, max_new_tokens):  # -> list of ids, BOS first when there is one
-    prompt_ids = tokenizer.encode(prompt, bos=tokenizer.bos_id is not None)
+    try:
+        prompt_ids = tokenizer.encode(prompt, bos=tokenizer.bos_id is not None)
+    except ValueError as e:  # a tokenizer refusing this text: the user's input, so one line, status 2
+        raise CLIError(f"cannot encode the prompt: {one_line(e)}", status=2) from None
     if not prompt_ids:
         raise CLIError("the prompt is empty and this tokenizer has no BOS token to start from: give a prompt", status=2)
     if len(prompt_ids) + max_new_tokens > limit:

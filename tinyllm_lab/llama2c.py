@@ -31,6 +31,7 @@ greedy merge by score, not by merge rank.
 """
 
 import codecs
+import heapq
 import math
 import operator
 import os
@@ -289,6 +290,8 @@ class Llama2cTokenizer:
         return len(self.pieces)
 
     def char_ids(self, char):  # one character -> its ids before merging
+        if "\ud800" <= char <= "\udfff":  # a lone surrogate (bytes Python could not decode) has no UTF-8
+            char = "\ufffd"
         data = char.encode("utf-8")
         if data in self.ids:
             return [self.ids[data]]
@@ -300,26 +303,57 @@ class Llama2cTokenizer:
         Each round merges the adjacent pair whose concatenated piece is in the vocabulary with the
         highest score (the leftmost of equals), until no pair's concatenation is a piece.
         Like llama2.c, a merge may produce any piece, byte-token text such as "<0x41>" included;
-        <unk> is never merged. Text that looks like "<s>" is text, never BOS.
+        <unk> is never merged. Text that looks like "<s>" is text, never BOS. A lone surrogate
+        (from bytes that were not UTF-8) is encoded as U+FFFD.
         """
         if not isinstance(text, str):
             raise TypeError(f"encode takes a str, got {type(text).__name__}")
         ids = []
         for char in " " + text if text else "":               # " ": SentencePiece's dummy prefix
             ids.extend(self.char_ids(char))
-        while True:
-            best = None                                         # (score, index, merged id)
-            for i in range(len(ids) - 1):
-                if UNK_ID in (ids[i], ids[i + 1]):
-                    continue
-                merged = self.ids.get(self.pieces[ids[i]] + self.pieces[ids[i + 1]])
-                if merged is not None and (best is None or self.scores[merged] > best[0]):
-                    best = (self.scores[merged], i, merged)
-            if best is None:
-                break
-            _, i, merged = best
-            ids[i:i + 2] = [merged]
-        return [BOS_ID] * bool(bos) + ids + [EOS_ID] * bool(eos)
+        return [BOS_ID] * bool(bos) + self.merge(ids) + [EOS_ID] * bool(eos)
+
+    def merge_candidate(self, a, b):  # two ids -> (score, merged id), or None if their pieces make no piece
+        if UNK_ID in (a, b):
+            return None
+        merged = self.ids.get(self.pieces[a] + self.pieces[b])
+        return None if merged is None else (self.scores[merged], merged)
+
+    def merge(self, ids):  # list of ids -> list of ids: the best-scoring pair first, until none is left
+        """The rule of `encode`, in O(n log n) rather than llama2.c's O(n^2) rescan of every pair each round.
+
+        The symbols form a linked list over their first positions; a heap holds the candidate
+        pairs as (-score, position of the left symbol, left id, right id, merged id), so it pops
+        the best score and, among equals, the leftmost pair, as the rescan would. A merge adds the
+        two pairs it creates; entries whose symbols have changed since are skipped when popped.
+        """
+        n = len(ids)
+        symbol = list(ids)                  # symbol[i]: the id starting at position i, None once merged away
+        right = list(range(1, n + 1))       # right[i]: the next live position (n: none)
+        left = list(range(-1, n - 1))       # left[i]: the previous live position (-1: none)
+        heap = []
+
+        def push(i):                        # the pair starting at live position i, if it merges
+            j = right[i]
+            found = self.merge_candidate(symbol[i], symbol[j]) if j < n else None
+            if found is not None:
+                heapq.heappush(heap, (-found[0], i, symbol[i], symbol[j], found[1]))
+
+        for i in range(n - 1):
+            push(i)
+        while heap:
+            _, i, a, b, merged = heapq.heappop(heap)
+            j = right[i]
+            if symbol[i] != a or j >= n or symbol[j] != b:
+                continue                    # stale: one of the two changed since this entry was pushed
+            symbol[i], symbol[j] = merged, None
+            right[i] = right[j]
+            if right[j] < n:
+                left[right[j]] = i
+            if left[i] >= 0:
+                push(left[i])
+            push(i)
+        return [s for s in symbol if s is not None]
 
     def token_bytes(self, token_id, previous=None):  # id -> bytes, as llama2.c's `decode` prints it
         """A byte token is its byte; <s>, </s> are no text, <unk> is " ⁇ "; a piece after BOS loses its leading space."""
