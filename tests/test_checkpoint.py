@@ -41,8 +41,9 @@ def test_the_course_folder(tmp_path):
     assert model.config.max_seq_len == 1024  # min(max_position_embeddings 1024, 4096)
     prompt = tok.encode("ROMEO.", bos=True)
     assert prompt[0] == tok.bos_id and tok.decode(prompt[1:]) == "ROMEO."
-    short, _ = load(str(WEIGHTS), max_seq_len=32)  # a str path, and a smaller context
-    assert short.config.max_seq_len == 32 and short.new_cache().keys.shape[1] == 32
+    short, _ = load(str(WEIGHTS), max_seq_len=np.int64(32))  # a str path, a smaller context, a numpy integer
+    assert short.config.max_seq_len == 32 and type(short.config.max_seq_len) is int
+    assert short.new_cache().keys.shape[1] == 32
     full = Session(model).generate(prompt, 8)
     assert Session(short).generate(prompt, 8) == full  # the context changes the cache, not the text
 

@@ -151,7 +151,7 @@ def test_stops_at_eos_and_does_not_print_it(monkeypatch, bundled):
     ([PROMPT, "--top-k", "-1"], "--top-k"),
     ([PROMPT, "--top-k", "2.5"], "--top-k"),
     ([PROMPT, "--max-new-tokens", "-1"], "--max-new-tokens"),
-    ([PROMPT, "--max-new-tokens", "2000"], "exceeds the model's context of 1024 tokens"),
+    ([PROMPT, "--max-new-tokens", "2000"], "exceeds the context of 1024 tokens: use --max-new-tokens 1019 or less, or raise --context"),
     (["word " * 1100, "--max-new-tokens", "1"], "shorten the prompt"),
     ([PROMPT, "--seed", "-1"], "--seed"),
     ([PROMPT, "--seed", "x"], "--seed"),
@@ -321,7 +321,7 @@ def test_stories260k_writes_its_known_story(prompt):
     (["--tokenizer", str(WEIGHTS / "tokenizer.json")], 1, "is not a llama2.c tokenizer"),
     (["--tokenizer", str(STORIES_BIN)], 1, "stories260K.bin: token 2 has length 265839806, expected 1..64"),
     (["--tokenizer", str(STORIES_TOK), "--context", "513"], 1, "max_seq_len = 513 is outside 1..512"),
-    (["--tokenizer", str(STORIES_TOK), "--context", "8"], 2, "exceeds the model's context of 8 tokens (--context)"),
+    (["--tokenizer", str(STORIES_TOK), "--context", "8"], 2, "exceeds the context of 8 tokens: use --max-new-tokens 6 or less"),
     (["--tokenizer", str(STORIES / "absent.bin")], 1, "absent.bin does not exist"),
 ])
 def test_a_llama2c_checkpoint_that_cannot_run_gives_one_line(args, status, fragment):
@@ -333,7 +333,9 @@ def test_a_llama2c_checkpoint_that_cannot_run_gives_one_line(args, status, fragm
     (["--context", "0"], 2, "--context"),
     (["--context", "x"], 2, "--context"),
     (["--context", "2000"], 1, "2000"),
-    (["--context", "8", "--max-new-tokens", "10"], 2, "exceeds the model's context of 8 tokens (--context)"),
+    (["--context", "8", "--max-new-tokens", "10"], 2, "exceeds the context of 8 tokens"),
+    (["--context", "1"], 2, "the prompt (5 tokens with BOS) + --max-new-tokens 100 exceeds the context of 1 tokens: "
+                            "shorten the prompt, or raise --context"),
     (["--weights", str(WEIGHTS / "model.safetensors")], 1, f"pass the folder that holds it ({WEIGHTS})"),
 ])
 def test_bad_checkpoint_arguments_give_one_line(args, status, fragment):

@@ -157,8 +157,10 @@ def encode_prompt(tokenizer, prompt, limit, max_new_tokens):  # -> list of ids, 
     if len(prompt_ids) + max_new_tokens > limit:
         room = limit - len(prompt_ids)
         advice = f"use --max-new-tokens {room} or less" if room > 0 else "shorten the prompt"
-        raise CLIError(f"the prompt ({len(prompt_ids)} tokens with BOS) + --max-new-tokens {max_new_tokens} "
-                       f"exceeds the model's context of {limit} tokens (--context): {advice}", status=2)
+        n = len(prompt_ids)
+        raise CLIError(f"the prompt ({n} token{'s' * (n != 1)}{' with BOS' * (prompt_ids[0] == tokenizer.bos_id)}) "
+                       f"+ --max-new-tokens {max_new_tokens} exceeds the context of {limit} tokens: {advice}, "
+                       "or raise --context (up to the model's trained context)", status=2)
     return prompt_ids
 
 

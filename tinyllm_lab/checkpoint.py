@@ -15,6 +15,7 @@ Hand-written, not promoted: the entry point that the command line (`__main__`) a
 own scripts share. numpy only.
 """
 
+import operator
 import os
 from pathlib import Path
 
@@ -30,13 +31,14 @@ def _path(value, argument):  # str / PathLike -> Path, or TypeError naming the a
     raise TypeError(f"load: {argument} must be a path (str or os.PathLike), got {type(value).__name__}")
 
 
-def _check_max_seq_len(max_seq_len):
+def _max_seq_len(max_seq_len):  # -> None or a Python int > 0 (numpy integers accepted), else TypeError / ValueError
     if max_seq_len is None:
-        return
-    if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int):
+        return None
+    if isinstance(max_seq_len, bool) or not hasattr(type(max_seq_len), "__index__"):
         raise TypeError(f"load: max_seq_len must be an integer or None, got {max_seq_len!r}")
     if max_seq_len <= 0:
         raise ValueError(f"load: max_seq_len must be > 0, got {max_seq_len}")
+    return operator.index(max_seq_len)
 
 
 def missing_hf_files(folder, tokenizer):  # -> list of what the folder lacks, each named once
@@ -130,7 +132,7 @@ def load(path, max_seq_len=None, tokenizer=None):  # -> (Model, tokenizer)
     """
     path = _path(path, "path")
     tokenizer = None if tokenizer is None else _path(tokenizer, "tokenizer")
-    _check_max_seq_len(max_seq_len)
+    max_seq_len = _max_seq_len(max_seq_len)
     if tokenizer is not None and not tokenizer.exists():
         raise FileNotFoundError(f"tokenizer {tokenizer} does not exist")
     if path.is_dir():
