@@ -110,7 +110,7 @@ class NumpyEngine:
 
     def __init__(self, folder):
         from tinyllm_lab.weights import load_model
-        self.model = load_model_with_context(load_model, folder)
+        self.model = load_model(folder, max_seq_len=CONTEXT)
 
     def prefill(self, tokens):
         self.cache = self.model.new_cache()
@@ -118,17 +118,6 @@ class NumpyEngine:
 
     def step(self, token):
         return int(np.argmax(self.model.forward(np.array([token]), self.cache)[-1]))
-
-
-def load_model_with_context(load_model, folder):  # the model with a KV cache of CONTEXT positions
-    import inspect
-    if "max_seq_len" in inspect.signature(load_model).parameters:
-        return load_model(folder, max_seq_len=CONTEXT)
-    from dataclasses import replace
-
-    from tinyllm_lab.model import Model
-    model = load_model(folder)  # day 6's loader before issue 9
-    return Model(replace(model.config, max_seq_len=CONTEXT), model.weights)
 
 
 class TransformersEngine:

@@ -57,21 +57,9 @@ def load_hf_tokenizer(path):  # a folder or tokenizer.json -> HFTokenizer (day 8
     return load_tokenizer(path)
 
 
-def load_hf_model(folder, max_seq_len):  # -> Model
-    import inspect
-
+def load_hf_model(folder, max_seq_len):  # -> Model, KV cache and RoPE tables sized by max_seq_len (day 6)
     from tinyllm_lab.weights import load_model
-    if "max_seq_len" in inspect.signature(load_model).parameters:
-        return load_model(folder, max_seq_len=max_seq_len)
-    import dataclasses  # day 6's loader before issue 9: size the context here
-
-    from tinyllm_lab.model import Model
-    model = load_model(folder)
-    trained = model.config.max_seq_len
-    context = min(trained, 4096) if max_seq_len is None else max_seq_len
-    if context > trained:
-        raise ValueError(f"max_seq_len = {context} is more than max_position_embeddings = {trained} in {folder / HF_CONFIG}")
-    return Model(dataclasses.replace(model.config, max_seq_len=context), model.weights)
+    return load_model(folder, max_seq_len=max_seq_len)
 
 
 def load_hf_folder(folder, max_seq_len=None, tokenizer=None):  # -> (Model, tokenizer)
