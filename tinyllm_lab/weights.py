@@ -25,6 +25,7 @@ from tinyllm_lab.config import ModelConfig
 from tinyllm_lab.model import LayerWeights, Model, ModelWeights, expected_shapes
 from tinyllm_lab.rope import half_split_to_interleaved_rows, llama3_rope_frequencies, rope_frequencies, rope_tables_for
 
+
 # Meta / llama2.c name -> Hugging Face name; {i} is the layer index.
 HF_NAMES = {
     "tok_embeddings": "model.embed_tokens.weight",
