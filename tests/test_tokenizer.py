@@ -450,6 +450,15 @@ def test_load_refuses_json_nested_too_deeply(tmp_path):
         Tokenizer.load(tmp_path / "tokenizer.json")
 
 
+def test_load_refuses_what_is_not_a_regular_file(tmp_path):
+    with pytest.raises(ValueError, match="/dev/zero is not a regular file"):
+        Tokenizer.load("/dev/zero")  # would otherwise read until memory runs out
+    with pytest.raises(ValueError, match="is not a regular file"):
+        Tokenizer.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Tokenizer.load(tmp_path / "none.json")
+
+
 def test_encode_and_decode_argument_types(small):
     with pytest.raises(TypeError, match="decode takes a sequence of token ids, got NoneType"):
         small.decode(None)

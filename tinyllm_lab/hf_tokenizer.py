@@ -22,7 +22,9 @@ import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
-from tinyllm_lab.tokenizer import BYTE_TO_CHAR, check_id, check_ids, need  # day 7's checks of ids and JSON fields
+from tinyllm_lab.tokenizer import (  # day 7's byte alphabet, its checks of ids, JSON files and fields, its cache bounds
+    BYTE_TO_CHAR, CACHE_MAX_ENTRIES, CACHE_MAX_PIECE_CHARS, SURROGATE_RE, check_id, check_ids, need, read_json,
+)
 
 
 def char_class(predicate):  # (str -> bool) -> str, the body of a regex character class
@@ -58,17 +60,19 @@ def unicode_classes():  # -> {Oniguruma name: class body for Python's re}
             "s": char_class(space)}
 
 
+# GPT-2's pattern: the ByteLevel pre-tokenizer uses it when its `use_regex` is true (the file does not spell it).
+GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+
+
 ESCAPE_RE = re.compile(r"\\(p\{(\w+)\}|.)|(\[\^?)|(\])", re.DOTALL)
 PLAIN_ESCAPES = set("tnrfv0\\.^$|?*+()[]{}'\"/- #&~!,:;<=>@`%")
 
 
 def translate_pattern(pattern, field):  # Oniguruma pattern -> compiled Python re
-    """Rewrite a pre-tokenizer pattern for Python's `re`: `\\p{L}`, `\\p{N}`, `\\s`, `\\S` become explicit classes.
-
-    `" ?\\p{L}+"` -> `" ?[A-Za-z...]+"`. Everything else in the real patterns (alternation, `?:`,
-    `(?i:...)`, `(?!...)`, `{1,3}`) means the same in both engines. Any other escape (`\\w`, `\\d`,
-    `\\p{Lu}`, ...) is refused with a ValueError naming `field`, as is a pattern `re` cannot compile.
-    """
+    """Rewrite a pre-tokenizer pattern for Python's `re`: `\\p{L}`, `\\p{N}`, `\\s`, `\\S` become explicit
+    classes (`" ?\\p{L}+"` -> `" ?[A-Za-z...]+"`); the rest of the real patterns (`?:`, `(?i:...)`, `(?!...)`,
+    `{1,3}`) means the same in both engines. Any other escape (`\\w`, `\\d`, `\\p{Lu}`...), or a pattern
+    `re` cannot compile: ValueError naming `field`."""
     classes = unicode_classes()
     out, pos, depth = [], 0, 0  # depth: 1 inside [...]
     for m in ESCAPE_RE.finditer(pattern):
@@ -99,10 +103,6 @@ def translate_pattern(pattern, field):  # Oniguruma pattern -> compiled Python r
         return re.compile("".join(out))
     except re.error as e:
         raise ValueError(f"tokenizer.json: {field} is not a pattern Python's re can run ({e}): {pattern!r}") from None
-
-
-# GPT-2's pattern: the ByteLevel pre-tokenizer uses it when its `use_regex` is true (the file does not spell it).
-GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 
 
 def load_normalizer(spec, where="normalizer"):  # JSON -> list of (str -> str)
@@ -432,10 +432,6 @@ def decoder_sequence(steps, tokens, where):  # JSON list, [token text per id] ->
     return TokenDecoder([None if t is None else to_bytes(t) for t in tokens], strip=strip)
 
 
-SURROGATE_RE = re.compile("[\ud800-\udfff]")
-CACHE_MAX_PIECE_CHARS, CACHE_MAX_ENTRIES = 64, 100_000  # as day 7's Tokenizer: the cache only saves time
-
-
 class BPEModel:
     """The file's `model`: one pre-tokenized piece -> ids. `ids` maps token text to id; `merges`
     is `read_merges`'s table. Byte-level: a piece starts as its UTF-8 bytes (GPT-2's alphabet);
@@ -479,23 +475,33 @@ class BPEModel:
         return ids
 
 
-class HFTokenizer:
-    """A tokenizer read from a Hugging Face tokenizer.json: `encode(text, bos=False) -> ids`, `decode(ids) -> text`.
+def split_on_added(text, added, regex):  # str, {text: id}, their alternation -> [(str, first) or (id, None)]
+    """`text` cut around the non-special added tokens in it, longest match first, left to right:
+    `"a<x>b"` with `{"<x>": 7}` -> `[("a", True), (7, None), ("b", False)]`; `first`: the part starts the text."""
+    parts, pos = [], 0
+    for m in regex.finditer(text) if regex else []:
+        if m.start() > pos:
+            parts.append((text[pos:m.start()], pos == 0))
+        parts.append((added[m.group()], None))
+        pos = m.end()
+    if pos < len(text):
+        parts.append((text[pos:], pos == 0))
+    return parts
 
-    Built by `load_tokenizer`: text -> non-special added tokens split out -> normalizer ->
-    pre-tokenizer -> `model` per piece. `kind` is "byte-level BPE" or "SentencePiece-style BPE";
-    `tokens[i]` is how the file spells id i (None: no such id); `special` holds the ids of the
-    control tokens, which text is never encoded to; `eos_ids` all ids that end a generation.
-    """
+
+class HFTokenizer:
+    """A Hugging Face tokenizer.json, read by `load_tokenizer`: `encode(text, bos=False) -> ids`, `decode(ids) -> text`.
+
+    `kind`: "byte-level BPE" or "SentencePiece-style BPE"; `tokens[i]`: how the file spells id i
+    (None: no such id); `special`: the control tokens' ids, which text never encodes to."""
 
     def __init__(self, tokens, model, normalizer, pre_tokenizer, decoder, added=(), special=(), bos_id=None, eos_ids=()):
         self.tokens, self.model = tokens, model
         self.normalizer, self.pre_tokenizer = normalizer, pre_tokenizer
         self.added = dict(added)  # text -> id of the non-special added tokens, matched in the text as they are
         self._added_re = re.compile("|".join(map(re.escape, sorted(self.added, key=len, reverse=True)))) if self.added else None
-        self.special = set(special)
-        self.decoder = decoder  # a TokenDecoder
-        self.bos_id, self.eos_ids = bos_id, tuple(eos_ids)
+        self.special, self.decoder = set(special), decoder  # decoder: a TokenDecoder
+        self.bos_id, self.eos_ids = bos_id, tuple(eos_ids)  # eos_ids: every id that ends a generation
         self.eos_id = self.eos_ids[0] if self.eos_ids else None
         self.vocab_size = len(tokens)  # ids 0..vocab_size - 1
         self.kind = "byte-level BPE" if model.byte_level else "SentencePiece-style BPE"
@@ -515,15 +521,13 @@ class HFTokenizer:
         if bos and self.bos_id is None:
             raise ValueError("bos=True, but this tokenizer has no BOS token (none in config.json, "
                              "generation_config.json or tokenizer_config.json)")
-        ids, pos = [self.bos_id] if bos else [], 0
-        text = SURROGATE_RE.sub("\ufffd", text)
-        for m in [*(self._added_re.finditer(text) if self._added_re else []), None]:
-            section = text[pos:m.start()] if m else text[pos:]
-            for piece in pre_tokenize(section, self.normalizer, self.pre_tokenizer, first=pos == 0):
+        ids = [self.bos_id] if bos else []
+        for part, first in split_on_added(SURROGATE_RE.sub("\ufffd", text), self.added, self._added_re):
+            if first is None:  # an added token's id
+                ids.append(part)
+                continue
+            for piece in pre_tokenize(part, self.normalizer, self.pre_tokenizer, first):
                 ids += self.model.tokenize(piece)
-            if m:
-                ids.append(self.added[m.group()])
-                pos = m.end()
         return ids
 
     def decode(self, ids):  # list of ids -> str
@@ -532,19 +536,6 @@ class HFTokenizer:
 
     def stream_decoder(self):  # -> HFStreamDecoder: push(id) -> str, flush() -> str
         return self.decoder.stream_decoder()
-
-
-def read_json(path, what):  # Path -> parsed JSON
-    """The JSON in `path`; FileNotFoundError if there is none, ValueError if it is not a regular file
-    (a folder, /dev/zero) or not JSON (or nested too deeply for Python's parser)."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist ({what})")
-    if not path.is_file():
-        raise ValueError(f"{path} is not a regular file ({what})")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ValueError(f"{path} is not valid UTF-8 JSON ({what}): {str(e) or type(e).__name__}") from None
 
 
 def read_added_tokens(data, tokens):  # -> (non-special {text: id}, special ids); fills `tokens`

@@ -230,11 +230,8 @@ def check_ids(ids):  # -> list
 
 
 class Tokenizer:
-    """Byte-level BPE: `encode(text) -> ids`, `decode(ids) -> text`.
-
-    `merges[r] = (a, b)` joins ids a and b into id 256 + r. `vocab[i]` is the bytes of id i
-    (the special tokens' text for BOS and EOS). Encoding caches the ids of short pre-tokens.
-    """
+    """Byte-level BPE: `encode(text) -> ids`, `decode(ids) -> text`. `merges[r] = (a, b)` joins ids a and b
+    into id 256 + r; `vocab[i]` is the bytes of id i (the special tokens' text for BOS and EOS)."""
 
     def __init__(self, merges):
         self.merges = [tuple(pair) for pair in merges]
@@ -274,11 +271,7 @@ class Tokenizer:
     @classmethod
     def load(cls, path):
         """Read a tokenizer.json written by `save` (see `tokenizer_from_json`); ValueError naming what is wrong."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError; nesting too deep
-            raise ValueError(f"{path} is not valid UTF-8 JSON: {str(e) or type(e).__name__}") from None
-        return tokenizer_from_json(data)
+        return tokenizer_from_json(read_json(path))
 
 
 class StreamDecoder:
@@ -332,6 +325,20 @@ def tokenizer_json(tokenizer):  # Tokenizer -> dict, the contents of tokenizer.j
                       "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
                       "ignore_merges": False, "vocab": {name: i for i, name in enumerate(names)},
                       "merges": [f"{names[a]} {names[b]}" for a, b in tokenizer.merges]}}
+
+
+def read_json(path, what="tokenizer.json"):  # -> the parsed JSON of a file
+    """The JSON in `path`: FileNotFoundError if there is none; ValueError, naming the file, if it is not
+    a regular file (a folder, /dev/zero) or not UTF-8 JSON (or is nested too deeply to parse)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist ({what})")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a regular file ({what})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError; nesting too deep
+        raise ValueError(f"{path} is not valid UTF-8 JSON ({what}): {str(e) or type(e).__name__}") from None
 
 
 JSON_NAMES = {str: "string", int: "integer", bool: "boolean", list: "array", dict: "object", float: "number",
