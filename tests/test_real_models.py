@@ -188,7 +188,6 @@ def test_tied_config_with_a_stored_head_uses_the_stored_head_like_transformers(t
     np.testing.assert_array_equal(model.weights.output, tensors["lm_head.weight"].numpy())
 
 
-@pytest.mark.xfail(raises=ValueError, strict=True, reason="ModelConfig (day 5) still requires n_heads * head_dim == dim")
 def test_head_dim_other_than_hidden_size_over_heads(tmp_path):
     """Qwen3-like sizes in a Llama config: 4 heads of 64 on a 128-wide residual stream (wq [256, 128], wo [128, 256])."""
     config = dict(shrink(LLAMA_3_2_1B), hidden_size=128)

@@ -21,7 +21,7 @@ class ModelConfig:
     n_layers: int             # number of transformer blocks
     n_heads: int              # H: query heads
     n_kv_heads: int           # K: key/value heads (K < H is grouped-query attention)
-    head_dim: int             # Dh: width of one head; H * Dh == D
+    head_dim: int             # Dh: width of one head; usually H * Dh == D, not required
     hidden_dim: int           # F: width of the SwiGLU feed-forward
     vocab_size: int           # V: number of token ids
     max_seq_len: int          # longest context: size of the RoPE tables and the KV cache
@@ -35,9 +35,6 @@ class ModelConfig:
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:  # numpy ints are Integral
                 raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
             object.__setattr__(self, name, int(value))  # frozen: set once, here, as a Python int
-        if self.n_heads * self.head_dim != self.dim:
-            raise ValueError(f"ModelConfig: n_heads * head_dim = {self.n_heads} * {self.head_dim} "
-                             f"= {self.n_heads * self.head_dim}, but dim = {self.dim}")
         if self.n_heads % self.n_kv_heads != 0:
             raise ValueError(f"ModelConfig: n_heads = {self.n_heads} is not divisible by n_kv_heads = {self.n_kv_heads}")
         if self.head_dim % 2 != 0:
