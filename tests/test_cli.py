@@ -400,48 +400,75 @@ def test_a_reader_that_leaves_early_ends_it_quietly():
 
 # ---- a Hugging Face folder as transformers writes it, with a real tokenizer --------------------------------
 
-SMOLLM2 = SHARED / "tokenizers" / "smollm2-135m"
+TOKENIZERS = SHARED / "tokenizers"
+LLAMA_32_1B = {  # huggingface.co/meta-llama/Llama-3.2-1B config.json: the fields that shape the model
+    "model_type": "llama", "hidden_act": "silu", "hidden_size": 2048, "intermediate_size": 8192,
+    "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64,
+    "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "tie_word_embeddings": True,
+    "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+}
+SHAPES = {  # name: (published config, shrunk fields, folder of the real tokenizer.json to pair with it)
+    # SmolLM2-135M: byte-level BPE, GQA 3:1, head_dim 64 -> 32, tied, theta 1e5
+    "SmolLM2-135M": ("smollm2-135m", dict(num_hidden_layers=2, hidden_size=96, intermediate_size=256,
+                                          num_attention_heads=3, num_key_value_heads=1), "smollm2-135m"),
+    # TinyLlama-1.1B: SentencePiece-style BPE with byte fallback, GQA 8:1, untied head
+    "TinyLlama-1.1B": ("tinyllama-1.1b-chat-v1.0", dict(num_hidden_layers=2, hidden_size=128, intermediate_size=352,
+                                                       num_attention_heads=8, num_key_value_heads=1),
+                       "tinyllama-1.1b-chat-v1.0"),
+    # Llama-3.2-1B's shape and Llama 3 RoPE scaling (its tokenizer is gated: TinyLlama's 32000 stands in)
+    "Llama-3.2-1B": (LLAMA_32_1B, dict(num_hidden_layers=2, hidden_size=128, intermediate_size=256, head_dim=32,
+                                       num_attention_heads=4, num_key_value_heads=1, vocab_size=32000,
+                                       bos_token_id=1, eos_token_id=2), "tinyllama-1.1b-chat-v1.0"),
+}
 
 
-@pytest.fixture(scope="module")
-def smollm2_folder(tmp_path_factory):
-    """SmolLM2-135M's published config shrunk to 2 layers of width 96 (GQA 3:1, head_dim 32, tied, theta 1e5),
-    random float32 weights written by transformers, and SmolLM2's real tokenizer.json."""
-    if not (SMOLLM2 / "config.json").is_file() or not (SMOLLM2 / "tokenizer.json").is_file():
-        pytest.skip("../shared/tokenizers/smollm2-135m/ (config.json, tokenizer.json) is not next to the repository")
+def hf_folder(tmp_path_factory, shape):  # -> (folder, transformers model): random float32 weights, real tokenizer
+    published, shrink, tokenizer = SHAPES[shape]
+    files = [TOKENIZERS / tokenizer / "tokenizer.json"] + ([] if isinstance(published, dict)
+                                                           else [TOKENIZERS / published / "config.json"])
+    if not all(f.is_file() for f in files):
+        pytest.skip(f"../shared/tokenizers/ ({', '.join(f.parent.name + '/' + f.name for f in files)}) "
+                    "is not next to the repository")
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     transformers.utils.logging.disable_progress_bar()
-    config = json.loads((SMOLLM2 / "config.json").read_text(encoding="utf-8"))
-    config.update(num_hidden_layers=2, hidden_size=96, intermediate_size=256, num_attention_heads=3,
-                  num_key_value_heads=1)
+    config = dict(published) if isinstance(published, dict) else json.loads(files[1].read_text(encoding="utf-8"))
+    config.update(shrink)
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config)).eval()
-    folder = tmp_path_factory.mktemp("smollm2_shaped")
+    folder = tmp_path_factory.mktemp(shape)
     model.save_pretrained(folder)
-    (folder / "tokenizer.json").write_bytes((SMOLLM2 / "tokenizer.json").read_bytes())
+    (folder / "tokenizer.json").write_bytes(files[0].read_bytes())
     return folder, model
 
 
-def test_a_smollm2_shaped_folder_runs_from_the_command_line(smollm2_folder):
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_real_shaped_folder_runs_from_the_command_line(tmp_path_factory, shape):
     """Greedy from the command line = transformers' greedy ids decoded by the `tokenizers` library."""
     import torch
     from tokenizers import Tokenizer as HFTokenizer
-    folder, model = smollm2_folder
+
+    from tinyllm_lab.hf_tokenizer import load_tokenizer
+    folder, model = hf_folder(tmp_path_factory, shape)
+    bos, eos = model.config.bos_token_id, model.config.eos_token_id
     prompt, n = "Hello world, this is café 日本 🙂", 12
     reference_tok = HFTokenizer.from_file(str(folder / "tokenizer.json"))
-    ids = [0] + reference_tok.encode(prompt, add_special_tokens=False).ids  # BOS = <|endoftext|>, id 0
+    ids = [bos] + reference_tok.encode(prompt, add_special_tokens=False).ids
     new = []
     with torch.inference_mode():
         for _ in range(n):
             new.append(int(model(torch.tensor([ids + new])).logits[0, -1].argmax()))
-    if 0 in new:  # EOS is id 0 too: the command stops there
-        new = new[:new.index(0)]
+    if eos in new:  # the command stops at EOS, and does not print it
+        new = new[:new.index(eos)]
     result = run(prompt, "--weights", str(folder), "--temperature", "0", "--max-new-tokens", str(n))
     assert result.returncode == 0 and result.stderr == ""
-    assert result.stdout == reference_tok.decode(ids[1:] + new, skip_special_tokens=False) + "\n"
     assert result.stdout.startswith(prompt)
-
+    # transformers' greedy ids, spelled by our tokenizer (checked against the library in test_hf_tokenizer)
+    assert result.stdout == load_tokenizer(folder).decode(ids[1:] + new) + "\n"
+    reference = reference_tok.decode(ids[1:] + new, skip_special_tokens=False)
+    if "\ufffd" not in reference:  # byte tokens that make no character: the library blanks their whole run
+        assert result.stdout == reference + "\n"
 
 @needs_stories
 def test_the_readme_stories260k_example_is_what_the_command_prints():

@@ -259,7 +259,9 @@ def test_byte_fallback_and_bos_space(tok):
     ids = tok.encode("日", bos=False)
     assert ids[0] == tok.ids[b" "] and ids[1:] == [3 + b for b in "日".encode()]  # no token for it: its 3 bytes
     a = tok.ids[b" a"]
-    assert tok.decode([BOS_ID, a]) == "a" and tok.decode([a]) == " a"  # only a space right after BOS goes
+    assert tok.decode([BOS_ID, a]) == tok.decode([a]) == "a"        # the text starts after BOS, said or not
+    assert tok.decode([a, a]) == tok.decode([BOS_ID, a, a]) == "a a"  # only that first space goes
+    assert tok.decode(tok.encode("  two")) == "  two"
 
 
 @needs_stories
@@ -454,7 +456,7 @@ def test_a_vocabulary_without_byte_fallback_loads_and_works(tmp_path, tok):
         assert [small.pieces[i] for i in ids] == [tok.pieces[i] for i in tok.encode(text, bos=True)]
         assert small.decode(ids) == text
     ids = small.encode("Lily 日!", bos=False)
-    assert ids.count(UNK_ID) == 1 and small.decode(ids) == " Lily  \u2047 !"
+    assert ids.count(UNK_ID) == 1 and small.decode(ids) == "Lily  \u2047 !"
     assert small.encode("<unk>") != [UNK_ID] and UNK_ID not in small.encode("<unk>")  # typed text is never <unk>
 
 

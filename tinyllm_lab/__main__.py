@@ -172,9 +172,7 @@ def generate(args, out):
     tokens = session.stream(prompt_ids, args.max_new_tokens, np.random.default_rng(args.seed),
                             args.temperature, args.top_k, args.top_p)
     stream = tokenizer.stream_decoder()
-    shown = prompt_ids[1:] if prompt_ids[0] == tokenizer.bos_id else prompt_ids
-    if len(shown) < len(prompt_ids):
-        stream.push(prompt_ids[0])  # BOS: no text shown, but the decoder knows the text starts here
+    shown = prompt_ids[1:] if prompt_ids[0] == tokenizer.bos_id else prompt_ids  # the text starts after BOS
     write(out, "".join(stream.push(i) for i in shown))  # the prompt as the model read it
     try:
         for token in tokens:

@@ -373,7 +373,13 @@ class Llama2cTokenizer:
         return piece[1:] if previous == BOS_ID and piece.startswith(b" ") else piece
 
     def decode(self, ids):  # list of ids -> str
-        """The text of `ids`; bytes that are not valid UTF-8 become U+FFFD."""
+        """The text of `ids`; bytes that are not valid UTF-8 become U+FFFD.
+
+        The text starts after BOS whether or not `ids` begins with it (as SentencePiece decodes, and
+        as llama2.c prints a generation, whose first token always follows BOS): so the first
+        piece loses its leading space, the dummy prefix `encode` added, and
+        `decode(encode(text)) == text`.
+        """
         stream = self.stream_decoder()
         return "".join(stream.push(i) for i in ids) + stream.flush()
 
@@ -385,11 +391,11 @@ class Llama2cStreamDecoder:
     """Text for ids that arrive one at a time: `push(id) -> str` holds back an unfinished character, `flush() -> str`.
 
     Joined, the pieces equal `tokenizer.decode(all ids)`; it remembers the previous id for the
-    space-after-BOS rule.
+    space-after-BOS rule, and starts as if after BOS (see `Llama2cTokenizer.decode`).
     """
 
     def __init__(self, tokenizer):
-        self.tokenizer, self.previous = tokenizer, None
+        self.tokenizer, self.previous = tokenizer, BOS_ID
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def push(self, token_id):  # id -> str
