@@ -308,10 +308,13 @@ class Llama2cTokenizer:
         """
         if not isinstance(text, str):
             raise TypeError(f"encode takes a str, got {type(text).__name__}")
+        for name, flag in (("bos", bos), ("eos", eos)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
         ids = []
         for char in " " + text if text else "":               # " ": SentencePiece's dummy prefix
             ids.extend(self.char_ids(char))
-        return [BOS_ID] * bool(bos) + self.merge(ids) + [EOS_ID] * bool(eos)
+        return [BOS_ID] * bos + self.merge(ids) + [EOS_ID] * eos
 
     def merge_candidate(self, a, b):  # two ids -> (score, merged id), or None if their pieces make no piece
         if UNK_ID in (a, b):
@@ -378,8 +381,11 @@ class Llama2cTokenizer:
         The text starts after BOS whether or not `ids` begins with it (as SentencePiece decodes, and
         as llama2.c prints a generation, whose first token always follows BOS): so the first
         piece loses its leading space, the dummy prefix `encode` added, and
-        `decode(encode(text)) == text`.
+        `decode(encode(text)) == text`. TypeError for text or None in place of ids.
         """
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+            raise TypeError(f"decode takes a list of token ids, got {type(ids).__name__}: "
+                            "to get ids from text, use encode")
         stream = self.stream_decoder()
         return "".join(stream.push(i) for i in ids) + stream.flush()
 
