@@ -10,3 +10,5 @@
 
 The exercises themselves are listed in `tinyllm_lab.lab.syllabus`.
 """
+
+from tinyllm_lab.lab.check import check
