@@ -177,8 +177,8 @@ def _fmt(x):
     return repr(x) if not math.isfinite(x) else f"{x:.6g}"
 
 
-def _where(path):
-    return path if path else "the output"
+def _where(path):  # "the output", "output[0]", "output['keys']"
+    return f"output{path}" if path else "the output"
 
 
 def _compare(expected, got, atol, rtol, path=""):  # -> None if equal, else a list of lines saying how they differ

@@ -92,11 +92,11 @@ ROPE_TABLES = Exercise(2, "rope", "rope_tables", cases=[
     Case("head_dim 8, 6 positions", lambda rope_tables: rope_tables(8, 6)),
     Case("head_dim 16, rope_theta 500000", lambda rope_tables: rope_tables(16, 10, 500000.0)),
     Case("20000 positions", lambda rope_tables: rope_tables(8, 20000), atol=2e-6, rtol=0.0,
-         note="angles m * theta_i up to 20000 radians: computed in float32 they are off by ~1e-3"),
+         note="angles m * theta_i up to 20000 radians: computed in float32 they drift by ~1e-4"),
 ], mistakes=[
     Mistake("rope_tables.float32_angles",
-            "the angles m * theta_i are computed in float32: at position 10^4 an angle is then off by about "
-            "1e-3 rad. Compute them in float64 (np.arange without dtype, float64 frequencies) and cast only "
+            "the angles m * theta_i are computed in float32: at position 10^4 an angle is already off by "
+            "~3e-4 rad (day 2, section 7). Compute them in float64 (np.arange without dtype, float64 frequencies) and cast only "
             "cos and sin to float32.",
             tables_float32_angles),
     Mistake("rope_tables.float64_tables",
