@@ -13,3 +13,4 @@ The exercises themselves are listed in `tinyllm_lab.lab.syllabus`.
 
 from tinyllm_lab.lab.check import check
 from tinyllm_lab.lab.progress import progress
+from tinyllm_lab.lab.trace import trace
