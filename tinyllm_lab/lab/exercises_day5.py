@@ -195,7 +195,7 @@ class _ModelVariant(Model):
         if self.final_norm:
             x = rms_norm(x, w.norm, self.config.norm_eps)
         if self.last_row_only:
-            x = x[-1:]
+            x = x[-1]  # [D]: the logits come out as [V]
         return linear(x, w.tok_embeddings if self.head_is_embedding else w.output)
 
 
