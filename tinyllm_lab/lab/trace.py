@@ -128,20 +128,29 @@ class _Recorder:
 
     def __init__(self, weights):
         self.roles = {}  # id(weight array or LayerWeights) -> (layer, field)
+        self.by_shape = {}  # shape -> [(array, (layer, field))]: to recognise a copy of a weight by its values
         self._alive = [weights]  # the ids stay valid while the recorder lives
+        named = [(layer, (i, name)) for i, layer in enumerate(weights.layers)
+                 for name in ref_model.LayerWeights.__dataclass_fields__]
+        named = [(getattr(layer, name), (i, name)) for layer, (i, name) in named]
+        named += [(weights.norm, (None, "norm")), (weights.output, (None, "output"))]
         for i, layer in enumerate(weights.layers):
             self.roles[id(layer)] = (i, "layer")
-            for name in ref_model.LayerWeights.__dataclass_fields__:
-                self.roles[id(getattr(layer, name))] = (i, name)
-        self.roles[id(weights.norm)] = (None, "norm")
-        self.roles[id(weights.output)] = (None, "output")
+        for array, role in named:
+            self.roles[id(array)] = role
+            self.by_shape.setdefault(array.shape, []).append((array, role))
         self.calls, self.stack, self.layer = [], [], None
 
-    def role_of(self, args):  # the first argument that is one of the weights: (layer, field) or None
+    def role_of(self, args):  # the first argument that is one of the weights (or a copy of exactly one): (layer, field)
         for a in args:
             role = self.roles.get(id(a))
             if role is not None:
                 return role
+        for a in args:
+            if isinstance(a, np.ndarray):
+                same = [role for array, role in self.by_shape.get(a.shape, ()) if np.array_equal(array, a)]
+                if len(same) == 1:
+                    return same[0]
         return None
 
     def wrap(self, module, name, fn):
@@ -151,8 +160,10 @@ class _Recorder:
             role = self.role_of(values)
             if role is not None:
                 self.layer = role[0]
-            elif name == "update" and values and isinstance(values[0], (int, np.integer)):
-                self.layer = int(values[0])  # cache.update(layer, k, v)
+            else:  # the layer index among the arguments: block(..., i), cached_self_attention(..., layer), update(layer, ..)
+                at = {"block": 6, "cached_self_attention": 10, "update": 0}.get(name)
+                if at is not None and len(args) > at and isinstance(args[at], (int, np.integer)):
+                    self.layer = int(args[at])
             call = _Call(module, name, fn, self.stack[-1] if self.stack else None, self.layer, role,
                          _copy(values[0]) if values else None)
             self.stack.append(call)
@@ -202,6 +213,15 @@ class _Tensor:
     priority: int              # 0: the direct source; 1: a fallback source
 
 
+def _passed_in_by(call):  # the record whose code computed call's first argument x (None: Model.forward)
+    """x was made by call's caller, unless the caller got it as its own x and passed it on (up to the block)."""
+    producer = call.parent
+    while (producer is not None and producer.name != "block" and isinstance(producer.x, np.ndarray)
+           and isinstance(call.x, np.ndarray) and producer.x.shape == call.x.shape and np.array_equal(producer.x, call.x)):
+        producer = producer.parent
+    return producer
+
+
 def _name_calls(calls, config, out):  # [_Call], ModelConfig, forward's return -> {(layer, name): _Tensor}
     named = {}
 
@@ -217,14 +237,14 @@ def _name_calls(calls, config, out):  # [_Call], ModelConfig, forward's return -
         out_ = c.output
         if c.name == "linear" and c.role and c.role[1] in LINEAR_NAMES:
             x_name, out_name = LINEAR_NAMES[c.role[1]]
-            put(L, x_name, c.x, c.parent)
+            put(L, x_name, c.x, _passed_in_by(c))
             put(L, out_name, out_, c)
         elif c.name == "rms_norm" and field_ == "attention_norm":
             put(L, "attention_norm output", out_, c, 1)
             if L == 0:
                 put(None, "embedding", c.x, c.parent, 1)
         elif c.name == "rms_norm" and field_ == "ffn_norm":
-            put(L, "residual h", c.x, c.parent)
+            put(L, "residual h", c.x, _passed_in_by(c))
             put(L, "ffn_norm output", out_, c, 1)
         elif c.name == "rms_norm" and field_ == "norm":
             put(None, "final norm", out_, c, 1)
@@ -544,9 +564,8 @@ def _check_candidates(producer, learner_modules):  # the learner's functions to 
         while node is not None:
             out.append(node.fn)
             node = node.parent
-    model_module = learner_modules.get("model")
-    for name in ("block", "Model"):
-        obj = getattr(model_module, name, None)
+    for module, name in (("kv_cache", "KVCache"), ("model", "block"), ("model", "Model")):  # then the assembly
+        obj = getattr(learner_modules.get(module), name, None)
         if obj is not None:
             out.append(obj)
     seen, unique = set(), []
@@ -701,8 +720,13 @@ def trace(package="my_tinyllm", *, config=None, weights=None, tokens=None, decod
     function, check_result = _first_failing_check(_check_candidates(producer, learner_modules))
     if diagnosis is None and check_result is not None:
         diagnosis = getattr(check_result, "diagnosis", None)
-    where = f"{producer.module}.{producer.name}" if producer is not None else f"{pkg}.model.Model.forward"
-    report = _report_fail(pkg, setting, first, diff, ref, learner, matched, missing, diagnosis, where, function,
+    where = _qualname(producer.fn) if producer is not None else _qualname(learner_modules["model"].Model.forward)
+    if producer is not None:
+        caller = _qualname(producer.parent.fn) if producer.parent else "Model.forward"
+        where_text = f"{where} (called from {caller})"
+    else:
+        where_text = where
+    report = _report_fail(pkg, setting, first, diff, ref, learner, matched, missing, diagnosis, where_text, function,
                           check_result)
     got_shape = tuple(diff["got_shape"]) if diff["got_shape"] is not None else None
     return TraceResult(False, report, "failing", name=name, layer=layer, step=_step_name(s),
@@ -714,6 +738,10 @@ def trace(package="my_tinyllm", *, config=None, weights=None, tokens=None, decod
 # ---------------------------------------------------------------------------------------------
 # Reports
 # ---------------------------------------------------------------------------------------------
+
+def _qualname(fn):  # "my_tinyllm.kv_cache.cached_self_attention"
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', getattr(fn, '__name__', '?'))}"
+
 
 def _setting(config, weights, prompt, decode_steps, atol):
     c = config
@@ -741,17 +769,22 @@ def _report_fail(pkg, setting, first, diff, ref, learner, matched, missing, diag
              f"  everything before it matches ({matched} tensors)."]
     got_shape = list(diff["got_shape"]) if diff["got_shape"] is not None else None
     lines.append(f"  expected shape {list(expected.shape)}, got {got_shape}")
-    if diff.get("index") is not None and diff.get("expected_value") is not None:
-        lines.append(f"  max |got - expected| = {diff['max_error']:.3g} (tolerance {diff['tol']:.3g}), at "
-                     f"{list(diff['index'])}: expected {diff['expected_value']:.6g}, got {diff['got_value']:.6g}")
+    if diff.get("expected_value") is not None and diff["max_error"] > diff["tol"]:
+        lines.append(f"  max |got - expected| = {diff['max_error']:.3g} at {list(diff['index'])}: expected "
+                     f"{diff['expected_value']:.6g}, got {diff['got_value']:.6g} (tolerance {diff['tol']:.3g} "
+                     f"= atol * max(1, max |expected|))")
     if diff.get("why"):
         lines.append(f"  {diff['why']}")
     lines.append(f"  computed in: {where}")
     if diagnosis:
         lines.append(f"  diagnosis: {diagnosis}")
     if check_result is not None:
-        said = getattr(check_result, "diagnosis", None)
-        lines.append(f"  check({function.rsplit('.', 1)[-1]}) fails" + (f": {said}" if said else " (see its report)"))
+        said, name_ = getattr(check_result, "diagnosis", None), function.rsplit(".", 1)[-1]
+        if said:
+            lines.append(f"  check({name_}) fails: {said}")
+        else:  # no catalogued mistake matched: its report says which case fails and how
+            report = str(getattr(check_result, "report", "")).strip().splitlines()
+            lines += [f"  check({name_}) fails:"] + [f"    {line}" for line in report]
     if learner.error is not None:
         lines.append(f"  (afterwards your code raised {type(learner.error).__name__} at {_step_name(learner.error_step)}"
                      f": {learner.error})")
