@@ -160,7 +160,7 @@ def _describe(value):  # -> str: "[3, 16] float32", "str of 5 characters", ...
     if isinstance(value, (tuple, list)):
         return f"{type(value).__name__} of {len(value)}: (" + ", ".join(_describe(v) for v in value) + ")"
     if isinstance(value, dict):
-        return "dict with keys " + ", ".join(map(repr, value))
+        return f"dict of {len(value)} entries"
     if isinstance(value, np.generic):
         return f"{value.dtype} scalar {value!r}"
     if isinstance(value, _Raised):
@@ -199,7 +199,8 @@ def _compare(expected, got, atol, rtol, path=""):  # -> None if equal, else a li
         return None
     if isinstance(expected, dict):
         if not isinstance(got, dict) or set(got) != set(expected):
-            return [f"{_where(path)}: expected {_describe(expected)}, got {_describe(got)}"]
+            keys = lambda d: ", ".join(map(repr, d)) if isinstance(d, dict) else _describe(d)  # noqa: E731
+            return [f"{_where(path)}: expected a dict with keys {keys(expected)}; got {keys(got)}"]
         for key in expected:
             diff = _compare(expected[key], got[key], atol, rtol, f"{path}[{key!r}]")
             if diff:
@@ -396,8 +397,8 @@ def check(obj, name=None):  # -> CheckResult
         if case.name not in outputs:
             outputs[case.name] = _call(case.run, obj)
     got = outputs[failing.name]
-    lines = [f"{name} ({where}): failing on case {failing.name!r} "
-             f"({exercise.cases.index(failing)} of {len(exercise.cases)} cases passed before it)."]
+    lines = [f"{name} ({where}): failing on case {exercise.cases.index(failing) + 1} of "
+             f"{len(exercise.cases)}, {failing.name!r}."]
     if failing.note:
         lines.append(f"  this case: {failing.note}")
     inputs = _describe_inputs(exercise, failing, reference)
@@ -409,7 +410,8 @@ def check(obj, name=None):  # -> CheckResult
         else:
             lines.append(f"  your code raised {type(got.error).__name__}: {got.error}")
     else:
-        lines.append(f"  expected {_describe(expected_failing)}, got {_describe(got)}")
+        if not isinstance(expected_failing, dict) or _describe(expected_failing) != _describe(got):
+            lines.append(f"  expected {_describe(expected_failing)}, got {_describe(got)}")
         lines += [f"  {line}" for line in diff]
 
     mistake = _diagnose(exercise, failing, outputs)
