@@ -1,5 +1,6 @@
 # The two set-up commands of the README:
-#   make lab    install everything (first time only) and open the course in JupyterLab
+#   make lab    install everything (first time only), make or update workspace/ (your exercise
+#               notebooks; never overwrites what you edited) and open it in JupyterLab
 #   make test   install everything (first time only) and run the whole test suite
 # Both need only Python 3.11 (or newer) with pip; everything goes into .venv/ here.
 #   make lab PYTHON=python3.11                  pick the interpreter
@@ -13,8 +14,12 @@ PY     := $(VENV)/bin/python
 
 .PHONY: lab test
 
+# Jupyter refuses to start as root (containers, cloud notebooks) unless told it may.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab notebooks/
+	$(PY) -m tinyllm_lab.lab workspace
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) workspace/
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -98,8 +98,9 @@ def rewrite_imports(source, modules):  # str, {module names} -> str
         theirs = [item for item in items if item not in ours]
         lines = [f"{indent}from {PACKAGE} import {', '.join(ours)}"] if ours else []
         lines += [f"{indent}from tinyllm_lab import {', '.join(theirs)}"] if theirs else []
+        lines[0] += match.group(3) or ""  # a trailing comment stays on the first line
         return "\n".join(lines)
-    return re.sub(r"^([ \t]*)from tinyllm_lab import ([\w ,]+?)[ \t]*$", from_import, source, flags=re.M)
+    return re.sub(r"^([ \t]*)from tinyllm_lab import ([\w ,]+?)([ \t]*#.*)?$", from_import, source, flags=re.M)
 
 
 def _stub_message(qualname, day):
