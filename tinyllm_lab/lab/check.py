@@ -173,6 +173,8 @@ def _fmt(x):
         return str(bool(x))
     if isinstance(x, (int, np.integer)):
         return str(int(x))
+    if isinstance(x, (complex, np.complexfloating)):
+        return str(x)
     x = float(x)
     return repr(x) if not math.isfinite(x) else f"{x:.6g}"
 
@@ -231,7 +233,11 @@ def _compare(expected, got, atol, rtol, path=""):  # -> None if equal, else a li
                 f"(error {_fmt(abs(float(got) - float(expected)))})"]
     if expected is None:
         return None if got is None else [f"{_where(path)}: expected None, got {_describe(got)}"]
-    return None if got == expected else [f"{_where(path)}: expected {expected!r}, got {got!r}"]
+    try:
+        same = bool(got == expected)
+    except Exception:  # e.g. an array compared with an object: not the same
+        same = False
+    return None if same else [f"{_where(path)}: expected {expected!r}, got {got!r}"]
 
 
 def _compare_arrays(expected, got, atol, rtol, path):
@@ -247,7 +253,7 @@ def _compare_arrays(expected, got, atol, rtol, path):
         bad = expected != got if got.dtype.kind in "fcbiu" else np.ones(expected.shape, dtype=bool)
         max_error = None
     else:
-        e, g = expected.astype(np.float64), got.astype(np.float64)
+        e, g = expected.astype(np.float64), got.astype(np.complex128 if got.dtype.kind == "c" else np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             bad = ~np.isclose(g, e, atol=atol, rtol=rtol, equal_nan=True)
             err = np.where(np.isnan(e) & np.isnan(g), 0.0, np.abs(g - e))  # nan where exactly one is nan

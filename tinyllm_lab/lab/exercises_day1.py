@@ -173,7 +173,7 @@ RMS_NORM = Exercise(1, "ops", "rms_norm", cases=[
             "the eps argument is ignored (1e-5 is written in the body): use the eps that is passed in.",
             rms_norm_fixed_eps),
     Mistake("rms_norm.float64_eps",
-            "computed in float64: np.float64(eps) is a float64 numpy scalar and promotes the float32 arrays "
+            "computed in float64: a float64 numpy scalar such as np.float64(eps) promotes the float32 arrays "
             "(numpy 2, day 1 section 2). Use np.float32(eps) or the plain Python float.",
             rms_norm_float64_eps),
 ])

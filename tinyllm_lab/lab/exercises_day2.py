@@ -188,8 +188,9 @@ APPLY_ROPE = Exercise(2, "rope", "apply_rope", cases=[
             "new values from the old x0 and x1 (take x0, x1 = x[..., 0::2], x[..., 1::2] and write into a new array).",
             rope_in_place),
     Mistake("apply_rope.float64_buffer",
-            "computed in float64: the output array was made with np.zeros(x.shape) or np.empty(x.shape), whose "
-            "default dtype is float64. Use np.empty_like(x) (or dtype=np.float32).",
+            "computed in float64: most often the output array was made with np.zeros(x.shape) or np.empty(x.shape), "
+            "whose default dtype is float64; use np.empty_like(x) (or dtype=np.float32). Any float64 array or "
+            "numpy scalar in the computation does the same.",
             rope_float64_buffer),
 ])
 
