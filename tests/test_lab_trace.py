@@ -153,11 +153,51 @@ def test_a_mistake_is_found_at_the_right_tensor(learner_package, case):
 
 
 def test_positions_not_offset_names_the_position_restart(learner_package):
-    edits = MISTAKES["rope_positions_not_offset"][0]
-    result = trace(learner_package(edits))
+    result = trace(learner_package(POSITIONS))
     assert "positions restart at 0 instead of continuing from the cache" in result.diagnosis
     assert result.compared > 0 and result.expected_shape == (1, DEFAULT_CONFIG.n_heads, DEFAULT_CONFIG.head_dim)
     assert result.function.rsplit(".", 1)[-1] in ("apply_rope", "cached_self_attention", "block", "Model")
+
+
+POSITIONS = MISTAKES["rope_positions_not_offset"][0]
+
+
+def test_a_model_that_copies_its_weights(learner_package):
+    """The weights are recognised by value when the learner's Model keeps copies."""
+    copies = {("model", "self.config, self.weights = config, weights"):
+              "self.config, self.weights = config, copy.deepcopy(weights)",
+              ("model", "from dataclasses import dataclass"): "import copy\nfrom dataclasses import dataclass"}
+    assert trace(learner_package(copies)).passed
+    result = trace(learner_package({**copies, **POSITIONS}))
+    assert (result.name, result.layer, result.step) == ("q after RoPE", 0, "decode step 1"), result.report
+
+
+def test_a_tensor_computed_inline_is_listed_and_skipped(learner_package):
+    inline = {("kv_cache", "q = apply_rope(split_heads(linear(x, wq), n_heads)"):
+              "q = apply_rope(split_heads(x @ wq.T, n_heads)"}
+    result = trace(learner_package(inline))
+    assert result.passed and result.not_captured == ["q projection"], result.report
+    assert "not compared (not among your code's calls of the course functions): q projection" in result.report
+    result = trace(learner_package({**inline, **POSITIONS}))
+    assert (result.name, result.layer, result.step) == ("q after RoPE", 0, "decode step 1"), result.report
+
+
+def test_functions_that_fell_back_to_the_reference(learner_package, monkeypatch):
+    """As the lab's stand-ins do: a module global bound to the course's function. It is traced, never checked."""
+    fallback = {("ops", "def silu(x):"): "from tinyllm_lab.ops import rms_norm, linear  # stand-ins\n\n\ndef silu(x):",
+                ("attention", "def self_attention("): "from tinyllm_lab.attention import attention  # stand-in\n\n\n"
+                                                      "def self_attention("}
+    pkg = learner_package(fallback)
+    assert importlib.import_module(pkg.__name__ + ".model").rms_norm is tinyllm_lab.ops.rms_norm
+    result = trace(pkg)
+    assert result.passed and result.not_captured == [], result.report
+    checked = []
+    monkeypatch.setattr(importlib.import_module("tinyllm_lab.lab.check"), "check",
+                        lambda fn: checked.append(fn) or (_ for _ in ()).throw(ValueError("not checkable")))
+    result = trace(learner_package({**fallback, **POSITIONS}))
+    assert (result.name, result.layer, result.step) == ("q after RoPE", 0, "decode step 1"), result.report
+    assert result.mistake == "positions_restart"
+    assert checked and all(fn.__module__.split(".")[0] != "tinyllm_lab" for fn in checked)
 
 
 def test_forgetting_to_advance_the_course_cache(learner_package):

@@ -249,9 +249,9 @@ def _name_calls(calls, config, out):  # [_Call], ModelConfig, forward's return -
         elif c.name == "rms_norm" and field_ == "norm":
             put(None, "final norm", out_, c, 1)
             put(config.n_layers - 1, "block output", c.x, c.parent, 1)
-        elif c.name == "block" and c.role and c.role[1] == "layer":
-            put(L, "block output", out_, c)
-            if L == 0:
+        elif c.name == "block" and c.layer is not None:
+            put(c.layer, "block output", out_, c)
+            if c.layer == 0:
                 put(None, "embedding", c.x, None)
         elif c.name == "apply_rope" and isinstance(out_, np.ndarray) and out_.ndim == 3 and c.layer is not None:
             n = rope_count[c.layer] = rope_count.get(c.layer, 0) + 1
@@ -754,7 +754,7 @@ def _report_pass(pkg, setting, matched, missing):
     lines = [f"trace({pkg}): passing: all {matched} intermediates match the reference, prefill and decode.",
              f"  {setting}"]
     if missing:
-        lines.append(f"  not compared (your code computes them without the course function): {', '.join(missing)}")
+        lines.append(f"  not compared (not among your code's calls of the course functions): {', '.join(missing)}")
     return "\n".join(lines)
 
 
@@ -789,7 +789,7 @@ def _report_fail(pkg, setting, first, diff, ref, learner, matched, missing, diag
         lines.append(f"  (afterwards your code raised {type(learner.error).__name__} at {_step_name(learner.error_step)}"
                      f": {learner.error})")
     if missing:
-        lines.append(f"  not compared (computed without the course function): {', '.join(missing)}")
+        lines.append(f"  not compared (not among your code's calls of the course functions): {', '.join(missing)}")
     return "\n".join(lines)
 
 
