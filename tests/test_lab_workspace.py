@@ -178,7 +178,7 @@ def test_stub_of_a_decorated_multiline_def_without_docstring_and_of_a_class():
               "class C:\n    '''doc'''\n    x = 1\n\n    @property\n    def p(self):\n        return 2\n")
     f = ws.stub_definition(source, "f", 3)
     assert f == ("@staticmethod\ndef f(a,  # [T]\n      b):  # -> [T]\n    raise NotImplementedError("
-                 "'f (day 3) is not written yet: write its body in this cell, run the cell, then run the check below it')")
+                 "'f (day 3) is not written yet: write its body in the cell that defines it, run that cell, then the check cell below it')")
     c = ws.stub_definition(source, "C", 3)
     assert c.startswith("class C:\n    '''doc'''\n    x = 1\n\n    @property\n    def p(self):\n        raise NotImplementedError('C.p (day 3)")
     assert ws.stubbed_methods(ast.parse(c).body[0]) == ["p"]

@@ -104,8 +104,8 @@ def rewrite_imports(source, modules):  # str, {module names} -> str
 
 
 def _stub_message(qualname, day):
-    return (f"{qualname} (day {day}) is not written yet: write its body in this cell, run the cell, "
-            f"then run the check below it")
+    return (f"{qualname} (day {day}) is not written yet: write its body in the cell that defines it, "
+            f"run that cell, then the check cell below it")
 
 
 def _body_start(node):  # -> index into node.body of the first statement after the docstring
