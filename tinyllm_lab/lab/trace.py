@@ -675,6 +675,16 @@ def _prompt(config, tokens, decode_steps):  # -> [P] int array
     return tokens
 
 
+def _greedy_feeds(config, weights, prompt, decode_steps):  # -> [prompt, [t1], [t2], ...]: the reference's choices
+    model = ref_model.Model(config, weights)
+    cache = model.new_cache()
+    feeds, logits = [prompt], model.forward(prompt, cache)
+    for _ in range(decode_steps):
+        feeds.append(np.array([int(np.argmax(logits[-1]))]))
+        logits = model.forward(feeds[-1], cache)
+    return feeds
+
+
 def trace(package="my_tinyllm", *, config=None, weights=None, tokens=None, decode_steps=3, atol=1e-4):
     """Run the learner's model and the reference side by side and report the first intermediate that differs.
 
@@ -694,27 +704,23 @@ def trace(package="my_tinyllm", *, config=None, weights=None, tokens=None, decod
     prompt = _prompt(config, tokens, decode_steps)
     ref_modules = {m: importlib.import_module(f"tinyllm_lab.{m}") for m in MODULES}
 
-    feeds = [prompt]  # the decode tokens: the reference's greedy choices
+    feeds = _greedy_feeds(config, weights, prompt, decode_steps)
     ref = _run(ref_modules, config, weights, feeds)
-    for _ in range(decode_steps):
-        if ref.error is not None:
-            raise RuntimeError(f"trace: the reference model itself failed: {ref.error}") from ref.error
-        feeds.append(np.array([int(np.argmax(ref.steps[-1][(None, "logits")].value[-1]))]))
-        ref = _run(ref_modules, config, weights, feeds)
     if ref.error is not None:
         raise RuntimeError(f"trace: the reference model itself failed: {ref.error}") from ref.error
 
     learner = _run(learner_modules, config, copy.deepcopy(weights), feeds)
     first, diff, matched, missing = _first_difference(ref, learner, config, atol)
-    setting = _setting(config, weights, prompt, decode_steps, atol)
+    setting = _setting(config, prompt, decode_steps, atol)
     pkg = learner_modules["model"].__name__.rsplit(".", 1)[0]
     missing = list(dict.fromkeys(missing))
     if first is None and learner.error is None:
         return TraceResult(True, _report_pass(pkg, setting, matched, missing), compared=matched, not_captured=missing)
-    found = _model_level_diagnosis(learner, ref_modules, config, weights, feeds, first, atol)
+    not_written = first is None and isinstance(learner.error, NotImplementedError)
+    found = None if not_written else _model_level_diagnosis(learner, ref_modules, config, weights, feeds, first, atol)
     mistake, diagnosis = found if found else (None, None)
     if first is None:  # the learner's code raised before any tensor differed
-        return _error_result(pkg, setting, learner, matched, missing, mistake, diagnosis, learner_modules)
+        return _error_result(pkg, setting, learner, matched, missing, mistake, diagnosis)
     s, layer, name = first
     producer = learner.steps[s][(layer, name)].producer
     function, check_result = _first_failing_check(_check_candidates(producer, learner_modules))
@@ -743,7 +749,7 @@ def _qualname(fn):  # "my_tinyllm.kv_cache.cached_self_attention"
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', getattr(fn, '__name__', '?'))}"
 
 
-def _setting(config, weights, prompt, decode_steps, atol):
+def _setting(config, prompt, decode_steps, atol):
     c = config
     gqa = " (grouped-query)" if c.n_kv_heads < c.n_heads else ""
     return (f"model dim={c.dim}, n_layers={c.n_layers}, n_heads={c.n_heads}, n_kv_heads={c.n_kv_heads}{gqa}; "
@@ -793,7 +799,7 @@ def _report_fail(pkg, setting, first, diff, ref, learner, matched, missing, diag
     return "\n".join(lines)
 
 
-def _error_result(pkg, setting, learner, matched, missing, mistake, diagnosis, learner_modules):
+def _error_result(pkg, setting, learner, matched, missing, mistake, diagnosis):
     e, step = learner.error, _step_name(learner.error_step)
     where = learner.error_where or "your code"
     if isinstance(e, NotImplementedError):
