@@ -366,9 +366,18 @@ def _(q, k, mask):
     return stable_softmax(learner_scores(q, k) * scale_of(q))
 
 
-def learner_attention(q, k, v, mask, scale=None, share=np.repeat, mask_after=False):  # -> [H, T, Dh]
+@wrong("attention_weights.naive_softmax")
+def _(q, k, mask):
+    scores = np.where(mask, learner_scores(q, k) * scale_of(q), -np.inf)
+    return np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)
+
+
+def learner_attention(q, k, v, mask, scale=None, share=np.repeat, mask_after=False, naive=False):  # -> [H, T, Dh]
     scores = learner_scores(q, k, share) * (scale_of(q) if scale is None else scale)
     w = stable_softmax(scores) * mask if mask_after else stable_softmax(np.where(mask, scores, -np.inf))
+    if naive:
+        w = np.exp(np.where(mask, scores, -np.inf))
+        w = w / w.sum(axis=-1, keepdims=True)
     n_rep = q.shape[1] // k.shape[1]
     v = share(v, n_rep, axis=1) if share is np.repeat else share(v, (1, n_rep, 1))
     return np.einsum("hts,shd->htd", w, v)
@@ -392,6 +401,11 @@ def _(q, k, v, mask):
 @wrong("attention.gqa_tile")
 def _(q, k, v, mask):
     return learner_attention(q, k, v, mask, share=np.tile).transpose(1, 0, 2)
+
+
+@wrong("attention.naive_softmax")
+def _(q, k, v, mask):
+    return learner_attention(q, k, v, mask, naive=True).transpose(1, 0, 2)
 
 
 @wrong("attention.heads_not_moved_back")

@@ -150,17 +150,25 @@ def weights_mask_ignored(q, k, mask):
     return softmax(scores_of(q, k, np.float32(1 / np.sqrt(q.shape[-1]))))
 
 
-def attention_case(seed, T, S, H, K, head_dim, values=True):  # -> run(impl): impl(q, k, [v,] causal mask)
+def weights_naive_softmax(q, k, mask):
+    e = np.exp(np.where(mask, scores_of(q, k, np.float32(1 / np.sqrt(q.shape[-1]))), -np.inf))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def attention_case(seed, T, S, H, K, head_dim, q_scale, values=True):  # -> run(impl): impl(q, k, [v,] causal mask)
     def run(impl):
-        q, k, v = randn(seed, (T, H, head_dim)), randn(seed + 1, (S, K, head_dim)), randn(seed + 2, (S, K, head_dim))
+        q = randn(seed, (T, H, head_dim), scale=q_scale)
+        k, v = randn(seed + 1, (S, K, head_dim)), randn(seed + 2, (S, K, head_dim))
         return impl(q, k, v, causal_mask(T, S)) if values else impl(q, k, causal_mask(T, S))
     return run
 
 
-ATTENTION_CASES = [  # (name, note, T, S, H, K, head_dim)
-    ("a prompt: T = S = 4, H = K = 2", "", 4, 4, 2, 2, 8),
-    ("GQA ratio 2, 3 queries after 2 cached keys", "H = 4 query heads share K = 2 kv heads; T = 3, S = 5", 3, 5, 4, 2, 16),
-    ("GQA ratio 4, 2 queries after 4 cached keys", "H = 8 query heads share K = 2 kv heads", 2, 6, 8, 2, 8),
+ATTENTION_CASES = [  # (name, note, T, S, H, K, head_dim, scale of q)
+    ("a prompt: T = S = 4, H = K = 2", "", 4, 4, 2, 2, 8, 1.0),
+    ("GQA ratio 2, 3 queries after 2 cached keys", "H = 4 query heads share K = 2 kv heads; T = 3, S = 5", 3, 5, 4, 2, 16, 1.0),
+    ("GQA ratio 4, 2 queries after 4 cached keys", "H = 8 query heads share K = 2 kv heads", 2, 6, 8, 2, 8, 1.0),
+    ("large scores", "queries 100 times larger: scores in the hundreds, exp overflows unless the max is subtracted",
+     4, 4, 2, 2, 8, 100.0),
 ]
 
 ATTENTION_WEIGHTS = Exercise(3, "attention", "attention_weights", cases=[
@@ -191,6 +199,10 @@ ATTENTION_WEIGHTS = Exercise(3, "attention", "attention_weights", cases=[
             "the mask is not applied: every query sees every key, the future ones too. Masked scores become -inf "
             "before the softmax (np.where(mask, scores, -np.inf)).",
             weights_mask_ignored),
+    Mistake("attention_weights.naive_softmax",
+            "the softmax is written out without subtracting the maximum score: exp overflows to inf on large "
+            "scores and inf / inf = nan. Use day 1's softmax (it subtracts the max).",
+            weights_naive_softmax),
 ])
 
 
@@ -211,6 +223,11 @@ def attention_masked_after_softmax(q, k, v, mask):
 
 def attention_tile(q, k, v, mask):
     out = weights_tile(q, k, mask) @ np.tile(v, (1, q.shape[1] // k.shape[1], 1)).transpose(1, 0, 2)
+    return out.transpose(1, 0, 2)
+
+
+def attention_naive_softmax(q, k, v, mask):
+    out = weights_naive_softmax(q, k, mask) @ repeat_kv(v, q.shape[1] // k.shape[1]).transpose(1, 0, 2)
     return out.transpose(1, 0, 2)
 
 
@@ -248,6 +265,10 @@ ATTENTION = Exercise(3, "attention", "attention", cases=[
             "[H, T, Dh] was reshaped to [T, H, Dh] instead of transposed: reshape keeps the memory order, so "
             "heads and tokens get mixed up. Use out.transpose(1, 0, 2).",
             attention_reshape_not_transpose),
+    Mistake("attention.naive_softmax",
+            "the softmax is written out without subtracting the maximum score: exp overflows to inf on large "
+            "scores and inf / inf = nan. Use day 1's softmax (it subtracts the max).",
+            attention_naive_softmax),
 ])
 
 
