@@ -842,6 +842,12 @@ def test_correct_learner_code_written_differently_passes():
     assert check(LearnerSession, name="Session").passed
     assert check(LearnerTokenizer, name="Tokenizer").passed
 
+    class TokenizerWithADictVocab(LearnerTokenizer):
+        def __init__(self, merges):
+            super().__init__(merges)
+            self.vocab = dict(enumerate(self.vocab))
+    assert check(TokenizerWithADictVocab, name="Tokenizer").passed
+
     def sample_by_choice(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
         probs = next_token_probs(logits, temperature, top_k, top_p)
         return int(np.argmax(probs)) if temperature == 0 else int(rng.choice(len(probs), p=probs))

@@ -208,7 +208,7 @@ def _tokenizer_encode(cls):
 
 def _tokenizer_ids(cls):
     tokenizer = cls(MERGES)
-    return tokenizer.bos_id, tokenizer.eos_id, list(tokenizer.vocab)
+    return tokenizer.bos_id, tokenizer.eos_id, [tokenizer.vocab[i] for i in range(len(tokenizer.vocab))]  # a list or a dict
 
 
 def _tokenizer_decode(cls):
