@@ -700,6 +700,7 @@ def test_an_exception_in_the_learners_code_is_reported_not_raised():
     result = check(causal_mask)
     assert (result.passed, result.status, result.case) == (False, "failing", "a prompt: 4 queries, 4 keys")
     assert "your code raised TypeError" in result.report
+    assert "raised in causal_mask: `return np.tril(np.ones(n_queries, n_keys))" in result.report
     assert "a prompt: 4 queries, 4 keys" in result.report
 
 
@@ -783,8 +784,23 @@ def test_a_correct_learner_version_written_differently_passes():
         z = (x[..., 0::2] + 1j * x[..., 1::2]) * (cos[positions] + 1j * sin[positions])[:, None, :]
         return np.stack([z.real, z.imag], axis=-1).reshape(x.shape).astype(np.float32)
 
-    assert check(rms_norm).passed and check(apply_rope).passed
+    def causal_mask(n_queries, n_keys):
+        return np.tril(np.ones((n_queries, n_keys), dtype=bool), k=n_keys - n_queries)
+
+    def repeat_kv(x, n_rep):
+        S, K, Dh = x.shape
+        return np.broadcast_to(x[:, :, None, :], (S, K, n_rep, Dh)).reshape(S, K * n_rep, Dh)
+
+    def attention(q, k, v, mask):
+        return learner_attention(q, k, v, mask).transpose(1, 0, 2)
+
+    def swiglu(x, w_gate, w_up, w_down):
+        return (learner_silu(x @ w_gate.T) * (x @ w_up.T)) @ w_down.T
+
+    for fn in (rms_norm, apply_rope, causal_mask, repeat_kv, attention, swiglu):
+        assert check(fn).passed, check(fn).report
     assert check(LearnerCache, name="KVCache").passed
+    assert check(learner_cached, name="cached_self_attention").passed
 
 
 def test_a_day_without_a_catalogue_module_is_skipped(monkeypatch):

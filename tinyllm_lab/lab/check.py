@@ -21,8 +21,10 @@ The exercises and their catalogues live in `tinyllm_lab/lab/exercises_day1.py` .
 import importlib
 import inspect
 import math
+import traceback
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -313,6 +315,16 @@ def _call(run, impl):  # -> output, or _Raised(error)
         return _Raised(error)
 
 
+def _where_raised(error):  # -> "rms_norm: `return x / np.sqrt(ms)`": the last line of the learner's code it passed
+    here = Path(__file__).parent  # frames of the check and the catalogue are not the learner's
+    numpy_dir = Path(np.__file__).parent
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if not Path(f.filename).is_relative_to(here) and not Path(f.filename).is_relative_to(numpy_dir)]
+    if not frames or not frames[-1].line:
+        return None
+    return f"{frames[-1].name}: `{frames[-1].line.strip()}`"
+
+
 def _recording(reference, calls):  # the reference, remembering the arguments of each call
     def recorded(*args, **kwargs):
         calls.append((args, kwargs))
@@ -415,6 +427,9 @@ def check(obj, name=None):  # -> CheckResult
             lines.append(f"  part of it is not written yet: NotImplementedError: {got.error}")
         else:
             lines.append(f"  your code raised {type(got.error).__name__}: {got.error}")
+            origin = _where_raised(got.error)
+            if origin:
+                lines.append(f"  raised in {origin}")
     else:
         if not isinstance(expected_failing, dict) or _describe(expected_failing) != _describe(got):
             lines.append(f"  expected {_describe(expected_failing)}, got {_describe(got)}")
