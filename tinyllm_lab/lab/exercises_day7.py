@@ -208,7 +208,8 @@ def _tokenizer_encode(cls):
 
 def _tokenizer_ids(cls):
     tokenizer = cls(MERGES)
-    return tokenizer.bos_id, tokenizer.eos_id, [tokenizer.vocab[i] for i in range(len(tokenizer.vocab))]  # a list or a dict
+    vocab = [tokenizer.vocab[i] for i in range(len(tokenizer.vocab))]  # vocab may be a list or a dict {id: bytes}
+    return tokenizer.bos_id, tokenizer.eos_id, vocab
 
 
 def _tokenizer_decode(cls):
