@@ -2,7 +2,8 @@
 
 Each case calls the function under test on seeded float32 inputs built afresh. Each mistake is a
 wrong version written the way people really get it wrong; `check` names the one whose output
-equals yours.
+equals yours. Every wrong version has the signature and the shapes of the course's function
+(`tinyllm_lab.ops`), so their `def` lines carry no shape comments of their own.
 """
 
 import numpy as np
