@@ -15,10 +15,10 @@ from tinyllm_lab.config import ModelConfig
 from tinyllm_lab.ffn import swiglu
 from tinyllm_lab.kv_cache import KVCache, cached_self_attention
 from tinyllm_lab.lab.check import Case, Exercise, Mistake
-from tinyllm_lab.model import Model, random_weights
+from tinyllm_lab.model import Model, block, random_weights
 from tinyllm_lab.ops import linear, rms_norm, softmax
 from tinyllm_lab.rope import rope_tables
-from tinyllm_lab.sampling import check_sampling, next_token_probs, top_k_filter, top_p_filter
+from tinyllm_lab.sampling import check_sampling, next_token_probs, sample, top_k_filter, top_p_filter
 from tinyllm_lab.session import Session
 
 # --- the tiny model every case uses ------------------------------------------------------------
@@ -181,7 +181,6 @@ class _ModelVariant(Model):
     final_norm, last_row_only, head_is_embedding, advance, scale_embedding = True, False, False, True, False
 
     def forward(self, tokens, cache, maps=None):
-        from tinyllm_lab.model import block
         tokens = np.asarray(tokens)
         self._check_inputs(tokens, cache)
         w = self.weights
@@ -613,7 +612,6 @@ class _SessionVariant(Session):
     reset, eos_yielded, stop_late, extra_token, first_row = True, True, False, False, False
 
     def _decode(self, generation, prompt, max_new_tokens, rng, temperature, top_k, top_p):
-        from tinyllm_lab.sampling import sample
         if self.reset:
             self.cache.reset()
         if max_new_tokens == 0:
