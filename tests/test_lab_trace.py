@@ -45,8 +45,9 @@ def learner_package(tmp_path):
                                (SOURCE / f"{module}.py").read_text(encoding="utf-8"))
             for (where, old), new in (edits or {}).items():
                 if where == module:
-                    if old not in text:
-                        raise ValueError(f"the mistake's source text is not in {module}.py: {old!r}")
+                    if text.count(old) != 1:
+                        raise ValueError(f"the mistake's source text occurs {text.count(old)} times in {module}.py "
+                                         f"(expected once): {old!r}")
                     text = text.replace(old, new)
                     unused.pop((where, old))
             (package / f"{module}.py").write_text(text, encoding="utf-8")
@@ -106,7 +107,7 @@ MISTAKES = {  # id: (edits, expected name, layer, step, model-level mistake id)
         {("kv_cache", "positions = np.arange(start, start + T)"): "positions = np.arange(T)"},
         "q after RoPE", 0, "decode step 1", "positions_restart"),
     "attention_residual_missing": (
-        {("model", "h = x + a"): "h = a"}, "residual h", 0, "prefill", "attention_residual_missing"),
+        {("model", "    h = x + a\n"): "    h = a\n"}, "residual h", 0, "prefill", "attention_residual_missing"),
     "ffn_residual_missing": (
         {("model", "return h + swiglu("): "return swiglu("}, "block output", 0, "prefill", "ffn_residual_missing"),
     "softmax_without_max": (
@@ -218,7 +219,7 @@ def test_a_function_not_written_yet(learner_package):
 
 def test_globals_are_put_back_also_after_an_error(learner_package):
     before = (tinyllm_lab.model.block, tinyllm_lab.kv_cache.apply_rope, tinyllm_lab.ops.softmax)
-    pkg = learner_package({("model", "h = x + a"): "h = a + undefined_name"})
+    pkg = learner_package({("model", "    h = x + a\n"): "    h = a + undefined_name\n"})
     model_module = importlib.import_module(pkg.__name__ + ".model")
     block = model_module.block
     result = trace(pkg)
