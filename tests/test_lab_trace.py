@@ -81,6 +81,13 @@ def test_the_unmodified_copy_passes(learner_package):
     assert repr(result) == result.report and "passing" in result.report
 
 
+def test_by_import_name_and_prefill_only(learner_package):
+    name = learner_package().__name__
+    result = trace(name, decode_steps=0)
+    assert result.passed and result.compared == 2 + 1 + 19 * DEFAULT_CONFIG.n_layers + 2, result.report
+    assert "then 0 decode steps" in result.report
+
+
 def test_the_reference_package_itself_passes():
     result = trace(tinyllm_lab)
     assert result.passed, result.report
@@ -244,6 +251,9 @@ def test_the_course_weights_folder(learner_package):
         pytest.skip("the course weights (weights/model.safetensors) are not in this checkout")
     result = trace(learner_package(), weights=folder, decode_steps=1)
     assert result.passed, result.report
+    result = trace(learner_package(POSITIONS), weights=folder, decode_steps=1)  # n_kv_heads == n_heads here
+    assert (result.name, result.layer, result.step) == ("q after RoPE", 0, "decode step 1"), result.report
+    assert result.mistake == "positions_restart"
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -253,6 +263,8 @@ def test_the_course_weights_folder(learner_package):
     ({"decode_steps": 16}, "16 decode steps leave no room for a prompt in max_seq_len = 16"),
     ({"weights": "no/such/folder", "config": DEFAULT_CONFIG}, "either a weights folder"),
     ({"weights": 3}, "weights must be a weights folder, or ModelWeights"),
+    ({"weights": default_weights()}, "ModelWeights given together with its ModelConfig as config; got "
+                                     "weights=ModelWeights, config=NoneType"),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
