@@ -140,6 +140,11 @@ MISTAKES = {  # id: (edits, expected name, layer, step, model-level mistake id)
     h = rms_norm(x + a, layer.attention_norm, config.norm_eps)
     return rms_norm(h + swiglu(h, layer.w1, layer.w3, layer.w2), layer.ffn_norm, config.norm_eps)"""},
         "attention_norm output", 0, "prefill", "post_norm"),
+    "norm_weights_swapped": (
+        {("model", "cached_self_attention(rms_norm(x, layer.attention_norm,"):
+         "cached_self_attention(rms_norm(x, layer.ffn_norm,",
+         ("model", "swiglu(rms_norm(h, layer.ffn_norm,"): "swiglu(rms_norm(h, layer.attention_norm,"},
+        "attention_norm output", 0, "prefill", "norm_weights_mixed_up"),
     "cache_never_advances_silently": (  # the learner's own cache: no checks, pos never moves
         {("kv_cache", "        if self.written[layer] != self.pos:"): "        if False:",
          ("kv_cache", "        self.pos = end\n"): "        pass\n"},

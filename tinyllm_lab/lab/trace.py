@@ -457,6 +457,14 @@ def _block_post_norm(x, layer, config, cos, sin, cache, i, maps=None):
     return m.rms_norm(h + m.swiglu(h, layer.w1, layer.w3, layer.w2), layer.ffn_norm, config.norm_eps)
 
 
+def _block_with_norms_swapped(x, layer, config, cos, sin, cache, i, maps=None):
+    m = ref_model  # attention reads norm(x) with ffn_norm's weight, the feed-forward with attention_norm's
+    a = m.cached_self_attention(m.rms_norm(x, layer.ffn_norm, config.norm_eps), layer.wq, layer.wk, layer.wv,
+                                layer.wo, cos, sin, config.n_heads, config.n_kv_heads, cache, i, maps)
+    h = x + a
+    return h + m.swiglu(m.rms_norm(h, layer.attention_norm, config.norm_eps), layer.w1, layer.w3, layer.w2)
+
+
 class _CacheThatIsNotAdvanced(KVCache):  # Model.forward without cache.advance(T): the next update raises
     def advance(self, n):
         pass
@@ -521,6 +529,9 @@ def _mistakes(weights):  # [(id, diagnosis, patches, cache_factory)], patches: [
         ("post_norm", "this is post-norm (norm(x + sublayer(x)), the original Transformer); Llama normalizes "
          "before each sublayer: h = x + attention(norm(x)), out = h + ffn(norm(h))",
          [(ref_model, "block", _block_post_norm)], None),
+        ("norm_weights_mixed_up", "the norm weights are mixed up: attention's input must be normalized with "
+         "layer.attention_norm and the feed-forward's with layer.ffn_norm",
+         [(ref_model, "block", _block_with_norms_swapped)], None),
         ("final_norm_missing", "the final RMSNorm is missing: the output head is applied to the last block's "
          "output instead of rms_norm(x, weights.norm)", [(ref_model, "rms_norm", no_final_norm)], None),
         ("scale_missing", "the attention scores are not divided by sqrt(Dh): softmax(q k^T) instead of "
