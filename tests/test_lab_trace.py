@@ -175,6 +175,11 @@ def test_positions_not_offset_names_the_position_restart(learner_package):
 POSITIONS = MISTAKES["rope_positions_not_offset"][0]
 
 
+def test_every_model_level_mistake_is_triggered_by_a_test():
+    catalogued = {m[0] for m in importlib.import_module("tinyllm_lab.lab.trace")._mistakes(default_weights())}
+    assert catalogued == {mistake for *_, mistake in MISTAKES.values()}
+
+
 def test_a_model_that_copies_its_weights(learner_package):
     """The weights are recognised by value when the learner's Model keeps copies."""
     copies = {("model", "self.config, self.weights = config, weights"):
