@@ -160,7 +160,7 @@ class _Recorder:
             role = self.role_of(values)
             if role is not None:
                 self.layer = role[0]
-            else:  # the layer index among the arguments: block(..., i), cached_self_attention(..., layer), update(layer, ..)
+            else:  # the layer index among the arguments: block(.., i), cached_self_attention(.., layer), update(layer, ..)
                 at = {"block": 6, "cached_self_attention": 10, "update": 0}.get(name)
                 if at is not None and len(args) > at and isinstance(args[at], (int, np.integer)):
                     self.layer = int(args[at])
@@ -215,9 +215,9 @@ class _Tensor:
 
 def _passed_in_by(call):  # the record whose code computed call's first argument x (None: Model.forward)
     """x was made by call's caller, unless the caller got it as its own x and passed it on (up to the block)."""
-    producer = call.parent
+    producer, x = call.parent, call.x
     while (producer is not None and producer.name != "block" and isinstance(producer.x, np.ndarray)
-           and isinstance(call.x, np.ndarray) and producer.x.shape == call.x.shape and np.array_equal(producer.x, call.x)):
+           and isinstance(x, np.ndarray) and producer.x.shape == x.shape and np.array_equal(producer.x, x)):
         producer = producer.parent
     return producer
 
@@ -803,8 +803,8 @@ def _report_fail(pkg, setting, first, diff, ref, learner, matched, missing, diag
             report = str(getattr(check_result, "report", "")).strip().splitlines()
             lines += [f"  check({name_}) fails:"] + [f"    {line}" for line in report]
     if learner.error is not None:
-        lines.append(f"  (afterwards your code raised {type(learner.error).__name__} at {_step_name(learner.error_step)}"
-                     f": {learner.error})")
+        error, step = learner.error, _step_name(learner.error_step)
+        lines.append(f"  (afterwards your code raised {type(error).__name__} at {step}: {error})")
     if missing:
         lines.append(f"  not compared (not among your code's calls of the course functions): {', '.join(missing)}")
     return "\n".join(lines)
