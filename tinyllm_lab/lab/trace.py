@@ -160,7 +160,7 @@ class _Recorder:
             role = self.role_of(values)
             if role is not None:
                 self.layer = role[0]
-            else:  # the layer index among the arguments: block(.., i), cached_self_attention(.., layer), update(layer, ..)
+            else:  # the layer index among its arguments: block(.., i), cached_self_attention(.., layer), update(layer)
                 at = {"block": 6, "cached_self_attention": 10, "update": 0}.get(name)
                 if at is not None and len(args) > at and isinstance(args[at], (int, np.integer)):
                     self.layer = int(args[at])
