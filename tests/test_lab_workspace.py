@@ -13,6 +13,7 @@
 
 import ast
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
@@ -142,8 +143,8 @@ def test_generated_notebooks_point_at_the_learner_package(generated):
                 assert not re.search(rf"from tinyllm_lab import .*\b{module}\b", cell.source), (name, cell.id)
         promotion = [c.source for c in code if "promote" in c.source and "promote_day" in c.source]
         assert promotion == [f"from tinyllm_lab.lab.workspace import promote_day\n\n# your cells marked "
-                             f"`#| promote: ...` (as saved: Ctrl+S first) -> my_tinyllm/, never tinyllm_lab/\n"
-                             f"print(promote_day({name!r}))"]
+                             f"`#| promote: ...`, as saved (Ctrl+S first) -> my_tinyllm/, never tinyllm_lab/\n"
+                             f"print(promote_day({name!r}, namespace=globals()))"]
         if syllabus.EXERCISES.get(ws.notebook_day(name)):
             assert nb.cells[2].source == "from tinyllm_lab.lab import check, progress\n\nprogress()"
     assert any(c.source.startswith("from tinyllm_lab.lab import trace") for c in generated["day5_model_session.ipynb"].cells)
@@ -293,6 +294,28 @@ def test_promotion_writes_only_the_learner_package_and_stubs_fall_back_with_a_no
     assert ("[my_tinyllm] rope: not promoted yet (promote day2_rope.ipynb): using the course's tinyllm_lab.rope whole"
             in notices)
     assert any(line.startswith("[my_tinyllm] kv_cache.KVCache still has stub methods (__init__, ") for line in notices)
+
+
+def kernel_namespace(tmp_path, source):  # the globals of code run from a file, as a kernel's cells are
+    path = tmp_path / "cell.py"
+    path.write_text("import numpy as np\n\n" + source + "\n", encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("cell", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return vars(module)
+
+
+def test_promotion_refuses_code_that_is_not_what_the_kernel_ran(tmp_path):
+    workspace = make_course(tmp_path)
+    day1 = workspace / "day1_math_primitives.ipynb"
+    fill(day1, ["linear"], 1)
+    edited = solution_definition(1, "linear").replace("return x @ weight.T", "return np.matmul(x, weight.T)")
+    with pytest.raises(ValueError, match=r"nothing promoted: linear in the saved day1_math_primitives.ipynb is not "
+                                         r"what this kernel ran. Save the notebook \(Ctrl\+S\)"):
+        ws.promote_day("day1", workspace, namespace=kernel_namespace(tmp_path, edited))
+    assert (workspace / "my_tinyllm" / "ops.py").read_text(encoding="utf-8").startswith("# my_tinyllm.ops: not promoted yet")
+    same = solution_definition(1, "linear").replace("  # torch: F.linear(x, W)", "")  # a comment less: same code
+    assert ws.promote_day("day1", workspace, namespace=kernel_namespace(tmp_path, same)).startswith("my_tinyllm/ops.py <- ")
 
 
 def test_the_learner_package_is_never_written_inside_the_course_package(tmp_path):

@@ -30,6 +30,7 @@ import ast
 import copy
 import hashlib
 import importlib
+import inspect
 import json
 import re
 import sys
@@ -244,8 +245,8 @@ def _top_cells(name, day, exercises):
 
 def _promotion_source(name):
     return ("from tinyllm_lab.lab.workspace import promote_day\n\n"
-            f"# your cells marked `#| promote: ...` (as saved: Ctrl+S first) -> my_tinyllm/, never tinyllm_lab/\n"
-            f"print(promote_day({name!r}))")
+            f"# your cells marked `#| promote: ...`, as saved (Ctrl+S first) -> my_tinyllm/, never tinyllm_lab/\n"
+            f"print(promote_day({name!r}, namespace=globals()))")
 
 
 TRACE_SOURCE = """from tinyllm_lab.lab import trace
@@ -254,6 +255,8 @@ TRACE_SOURCE = """from tinyllm_lab.lab import trace
 trace("my_tinyllm")"""
 
 ENGINE_SOURCE = '''from pathlib import Path
+
+import numpy as np
 
 import tinyllm_lab
 import tinyllm_lab.session, tinyllm_lab.tokenizer, tinyllm_lab.weights
@@ -409,16 +412,59 @@ def _stand_ins(source, module):  # -> {name: why} for the exercises of `module` 
     return out
 
 
-def promote_day(notebook, workspace=None):  # -> str: one line per module written
+def _not_as_saved(path, namespace):  # -> [names] of promoted defs whose running version is not the saved one
+    """The functions and classes of `path`'s promoted cells that `namespace` (a kernel's globals)
+    holds in another version than the saved notebook: edited and not saved, or saved and not run."""
+    saved, promoted = {}, []
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "code":
+            for name, node in top_level_definitions(cell.source).items():
+                saved.setdefault(name, []).append(node)
+                if cell.source.startswith(promote.MARKER):
+                    promoted.append(name)
+
+    def running(obj):  # -> ast of a function's source as the kernel ran it, or None when unknown
+        try:
+            source = inspect.getsource(obj)
+            if source[:1].isspace():  # a method: parse it indented, so its docstring keeps its own indentation
+                return ast.parse("if True:\n" + source).body[0].body[0]
+            return ast.parse(source).body[0]
+        except (OSError, TypeError, SyntaxError, IndexError):
+            return None
+    stale = []
+    for name in promoted:
+        obj = namespace.get(name)
+        if inspect.isfunction(obj):
+            node = running(obj)
+            if node is not None and all(ast.dump(node) != ast.dump(s) for s in saved[name]):
+                stale.append(name)
+        elif inspect.isclass(obj):
+            methods = {m.name: ast.dump(m) for s in saved[name] if isinstance(s, ast.ClassDef)
+                       for m in s.body if isinstance(m, ast.FunctionDef)}
+            for attr, member in vars(obj).items():
+                node = running(member) if inspect.isfunction(member) else None
+                if node is not None and methods.get(attr) != ast.dump(node):
+                    stale.append(f"{name}.{attr}")
+    return stale
+
+
+def promote_day(notebook, workspace=None, namespace=None):  # -> str: one line per module written
     """Promote the learner's cells of one workspace notebook into `my_tinyllm/` (never tinyllm_lab/).
 
     `notebook`: a name such as "day1_math_primitives.ipynb", "day1" or 1. Each module's cells are
     written, imports pointing at my_tinyllm; an exercise still a stub ends up as the course's
     (a notice names it on import). Modules already imported in this Python are forgotten, so the
-    next import reads the new file. Raises FileNotFoundError for an unknown notebook.
+    next import reads the new file. Promotion reads the saved notebook: pass the kernel's
+    `globals()` as `namespace` to refuse (ValueError naming them) when a promoted function that
+    ran differs from the saved one. Raises FileNotFoundError for an unknown notebook.
     """
     workspace = workspace_dir(workspace)
     path = find_notebook(workspace, notebook)
+    stale = _not_as_saved(path, namespace) if namespace is not None else []
+    if stale:
+        raise ValueError(f"nothing promoted: {', '.join(stale)} in the saved {path.name} is not what this kernel "
+                         f"ran. Save the notebook (Ctrl+S), run the cells that define them (and their checks), "
+                         f"then this cell again.")
     modules = set(promoted_modules(NOTEBOOKS)) | set(promote.promoted_cells(path))
     package = _learner_package(workspace)
     _refuse_course_path(package)
