@@ -331,12 +331,15 @@ def test_progress_not_started_failing_with_diagnosis_passing(tmp_path):
     fill(workspace / "day1_math_primitives.ipynb", ["linear", "softmax"], 1,
          edit=lambda name, text: naive if name == "softmax" else text)
     ws.promote_day("day1", workspace)
+    (workspace / "my_tinyllm" / "ffn.py").write_text("def swiglu(x:\n", encoding="utf-8")  # hand-edited, broken
     rows = {row.name: row for row in progress(workspace).rows}
     assert len(rows) == len(syllabus.exercises())
     assert rows["linear"].status == "passing"
     assert rows["softmax"].status == "failing" and "max" in rows["softmax"].detail
     assert (rows["rms_norm"].status, rows["rms_norm"].detail) == ("not started", "still a stub (the course's stands in)")
     assert (rows["apply_rope"].status, rows["apply_rope"].detail) == ("not started", "day 2 not promoted yet")
+    assert rows["swiglu"].status == "failing"
+    assert rows["swiglu"].detail.startswith("my_tinyllm/ffn.py does not import: SyntaxError: ")
     assert "my_tinyllm" not in sys.modules  # the test process imported nothing for good
 
 
