@@ -26,6 +26,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from tinyllm_lab import promote
 from tinyllm_lab.lab import syllabus
 from tinyllm_lab.lab import workspace as ws
 from tinyllm_lab.lab.__main__ import main as lab_main
@@ -141,7 +142,11 @@ def test_generated_notebooks_point_at_the_learner_package(generated):
             for module in modules:
                 assert f"tinyllm_lab.{module}" not in cell.source, (name, cell.id)
                 assert not re.search(rf"from tinyllm_lab import .*\b{module}\b", cell.source), (name, cell.id)
-        promotion = [c.source for c in code if "promote" in c.source and "promote_day" in c.source]
+        nbformat.validate(nb)
+        assert len({c.id for c in nb.cells}) == len(nb.cells)
+        if not promote.promoted_cells(SOLUTIONS[name]):
+            continue
+        promotion = [c.source for c in code if "promote_day" in c.source]
         assert promotion == [f"from tinyllm_lab.lab.workspace import promote_day\n\n# your cells marked "
                              f"`#| promote: ...`, as saved (Ctrl+S first) -> my_tinyllm/, never tinyllm_lab/\n"
                              f"print(promote_day({name!r}, namespace=globals()))"]
@@ -183,6 +188,8 @@ def test_stub_of_a_decorated_multiline_def_without_docstring_and_of_a_class():
     c = ws.stub_definition(source, "C", 3)
     assert c.startswith("class C:\n    '''doc'''\n    x = 1\n\n    @property\n    def p(self):\n        raise NotImplementedError('C.p (day 3)")
     assert ws.stubbed_methods(ast.parse(c).body[0]) == ["p"]
+    one_liner = ws.stub_definition("def g(x): return x  # [T] -> [T]", "g", 3)
+    assert one_liner.split("\n")[0] == "def g(x):" and ws.is_stub(ast.parse(one_liner).body[0])
 
 
 # --- never losing the learner's work ------------------------------------------------------------

@@ -119,6 +119,10 @@ def _stub_function(lines, node, qualname, day):  # lines of one def, relative to
     """Keep decorators, signature (with its shape comment) and docstring; the body becomes one raise."""
     start = _node_start(node)
     body = node.body[_body_start(node):]
+    if node.body[0].lineno == node.lineno:  # `def f(x): return x`, all on one line
+        head = lines[node.lineno - 1][:node.body[0].col_offset].rstrip()
+        indent = re.match(r"\s*", lines[node.lineno - 1]).group(0) + "    "
+        return lines[start - 1:node.lineno - 1] + [head, f"{indent}raise NotImplementedError({_stub_message(qualname, day)!r})"]
     if body:
         keep_until = body[0].lineno - 1  # 1-based last line kept: everything before the first statement
         # comments between the docstring (or signature) and the first statement are part of the solution
