@@ -7,7 +7,8 @@ writing from the trained model: the text must be the command line's (the course'
 the same prompt, seed and settings. Then every exercise's check passes on the learner's package.
 
 A second learner makes one mistake (RoPE positions not offset by the cache in decode) in
-otherwise correct code: `trace` names the first wrong tensor and the step.
+otherwise correct code and runs days 4 and 5: day 4's check names the mistake, and day 5's `trace` cell
+(and `trace` called directly) names the first wrong tensor and the step.
 
 The journey's time is printed (a measurement, not a timed assertion).
 """
@@ -75,6 +76,7 @@ WRONG = "positions = np.arange(T)"  # the mistake: positions restart at 0 at eve
 
 
 def test_trace_names_the_first_wrong_tensor_of_a_journey_with_one_mistake(tmp_path):
+    """Days 1-3 right and promoted; day 4 with the mistake and day 5 right, both run as notebooks."""
     if not (REPO / "tinyllm_lab" / "lab" / "trace.py").exists():
         pytest.skip("tinyllm_lab/lab/trace.py is not there yet")
     workspace = make_course(tmp_path)
@@ -85,9 +87,18 @@ def test_trace_names_the_first_wrong_tensor_of_a_journey_with_one_mistake(tmp_pa
             return text.replace(RIGHT, WRONG)
         return text
     for day in range(1, 6):
-        path = ws.find_notebook(workspace, day)
-        fill(path, [name for _, name in syllabus.EXERCISES[day]], day, edit=mistake)
-        ws.promote_day(day, workspace)
+        fill(ws.find_notebook(workspace, day), [name for _, name in syllabus.EXERCISES[day]], day, edit=mistake)
+        if day <= 3:
+            ws.promote_day(day, workspace)
+    day4, error = execute(ws.find_notebook(workspace, 4), workspace)
+    assert error is None, f"{error.ename}: {error.evalue}"
+    checked = next(c for c in day4.cells if c.source == "check(cached_self_attention)")
+    assert "diagnosis: positions restart at 0" in checked.outputs[0]["data"]["text/plain"]
+    day5, error = execute(ws.find_notebook(workspace, 5), workspace)
+    assert error is None, f"{error.ename}: {error.evalue}"
+    traced = next(c for c in day5.cells if c.get("id") == "lab-trace").outputs[0]["data"]["text/plain"]
+    assert "q after RoPE" in traced and "decode step 1" in traced and "positions restart at 0" in traced, traced
+
     out = run_in(workspace, "from tinyllm_lab.lab import trace\nr = trace('my_tinyllm')\n"
                             "print(r.passed, r.name, r.layer, r.step, sep='|')\nprint(r.report)").stdout
     passed, name, layer, step = out.splitlines()[0].split("|")
