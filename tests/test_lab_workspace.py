@@ -369,3 +369,5 @@ def test_make_lab_makes_the_workspace_and_starts_jupyter_as_root_too():
     jupyter = next(line for line in out.splitlines() if "jupyter lab" in line)
     assert jupyter.endswith("workspace/")
     assert ("--allow-root" in jupyter) == (os.geteuid() == 0)
+    solutions = subprocess.run(["make", "-n", "solutions"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert solutions.splitlines()[-1].endswith("notebooks/")
