@@ -236,6 +236,8 @@ def test_learner_edits_survive_regeneration_and_a_changed_course_notebook_is_off
     assert any(backups[0].name in line for line in replaced)
     assert any(c.source == "## Summary (revised)" for c in nbformat.read(day1, as_version=4).cells)
     assert not new.exists()
+    with pytest.raises(ValueError, match="--replace day9: no such course notebook; there are: day1_math_primitives.ipynb"):
+        ws.make_workspace(workspace, notebook_dir=course, replace=["day9"])
 
 
 def test_a_notebook_not_made_by_the_workspace_is_never_overwritten(tmp_path):

@@ -540,8 +540,13 @@ def make_workspace(workspace=None, notebook_dir=NOTEBOOKS, replace=()):  # -> [r
     state = _read_state(workspace)
     modules = promoted_modules(notebook_dir)
     replace = {f"day{r}" if str(r).isdigit() else str(r) for r in replace}
+    sources = promote.notebooks(notebook_dir)
+    unknown = replace - {p.name for p in sources} - {f"day{notebook_day(p)}" for p in sources}
+    if unknown:
+        raise ValueError(f"--replace {', '.join(sorted(unknown))}: no such course notebook; there are: "
+                         f"{', '.join(p.name for p in sources)}")
     lines = []
-    for source in promote.notebooks(notebook_dir):
+    for source in sources:
         name, target = source.name, workspace / source.name
         record = state["notebooks"].get(name)
         source_hash = _file_hash(source)
