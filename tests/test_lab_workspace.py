@@ -373,3 +373,11 @@ def test_make_lab_makes_the_workspace_and_starts_jupyter_as_root_too():
     assert ("--allow-root" in jupyter) == (os.geteuid() == 0)
     solutions = subprocess.run(["make", "-n", "solutions"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert solutions.splitlines()[-1].endswith("notebooks/")
+
+
+def test_day7_engine_cell_says_which_parts_are_still_the_courses(tmp_path):
+    workspace = make_course(tmp_path)  # nothing promoted: every module of my_tinyllm stands in
+    out = run_in(workspace, ws.ENGINE_SOURCE).stdout.splitlines()
+    assert out[-2] == "Your engine (my_tinyllm) writes exactly the text the course's engine writes, with the same seed and settings."
+    assert out[-1] == ("Still the course's in your package (not written yet): my_tinyllm.session.*, "
+                       "my_tinyllm.tokenizer.*, my_tinyllm.weights.*")

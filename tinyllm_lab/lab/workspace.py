@@ -258,7 +258,8 @@ TRACE_SOURCE = """from tinyllm_lab.lab import trace
 # your promoted model (my_tinyllm) and the course's on the same weights and tokens: prefill, then decode
 trace("my_tinyllm")"""
 
-ENGINE_SOURCE = '''from pathlib import Path
+ENGINE_SOURCE = '''import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -288,7 +289,11 @@ if your_text == course_text:
 else:
     at = next((i for i, (a, b) in enumerate(zip(your_text, course_text)) if a != b), min(len(your_text), len(course_text)))
     print(f"Your engine's text differs from the course's from character {at}: {your_text[at:at + 30]!r} "
-          f"instead of {course_text[at:at + 30]!r}. run check on each function, and trace('my_tinyllm').")'''
+          f"instead of {course_text[at:at + 30]!r}. Run progress() and trace('my_tinyllm') to find where.")
+stood_in = [f"{name}.{n}" for name, module in sorted(sys.modules.items()) if name.startswith("my_tinyllm.")
+            for n in getattr(module, "__lab_stand_ins__", ())]
+if stood_in:
+    print("Still the course's in your package (not written yet):", ", ".join(stood_in))'''
 
 
 def generate(notebook, modules=None, day=None):  # -> nbformat NotebookNode
