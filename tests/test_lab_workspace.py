@@ -381,3 +381,12 @@ def test_day7_engine_cell_says_which_parts_are_still_the_courses(tmp_path):
     assert out[-2] == "Your engine (my_tinyllm) writes exactly the text the course's engine writes, with the same seed and settings."
     assert out[-1] == ("Still the course's in your package (not written yet): my_tinyllm.session.*, "
                        "my_tinyllm.tokenizer.*, my_tinyllm.weights.*")
+
+
+def test_an_exercise_missing_from_its_notebook_is_an_error_naming_it(tmp_path):
+    nb = nbformat.read(SOLUTIONS["day1_math_primitives.ipynb"], as_version=4)
+    nb.cells = [c for c in nb.cells if not ws.definition_text(c.source, "silu")]
+    nbformat.write(nb, tmp_path / "day1_math_primitives.ipynb")
+    with pytest.raises(ValueError, match=r"day1_math_primitives.ipynb: the syllabus lists silu for day 1, but no "
+                                         r"`#\| promote: MODULE` cell of the notebook defines it"):
+        ws.generate(tmp_path / "day1_math_primitives.ipynb")
