@@ -44,12 +44,12 @@ def promoted_cells(notebook):
     return modules
 
 
-def render(notebook, module, sources, header=HEADER):
+def render(notebook, module, sources, header=None):
     """The text of `tinyllm_lab/<module>.py`: the header, then the cells, two blank lines apart.
 
-    `header` is a format string with the fields {notebook}, {marker} and {module}.
+    `header`: a format string with the fields {notebook}, {marker} and {module} (default HEADER).
     """
-    header = header.format(notebook=Path(notebook).name, marker=MARKER, module=module)
+    header = (HEADER if header is None else header).format(notebook=Path(notebook).name, marker=MARKER, module=module)
     return header + "\n\n\n".join(sources) + "\n"
 
 
@@ -58,14 +58,14 @@ def same_code(a, b):
     return ast.dump(ast.parse(a)) == ast.dump(ast.parse(b))
 
 
-def notebooks(notebook_dir=NOTEBOOK_DIR):
-    return sorted(Path(notebook_dir).glob("*.ipynb"))
+def notebooks(notebook_dir=None):
+    return sorted(Path(NOTEBOOK_DIR if notebook_dir is None else notebook_dir).glob("*.ipynb"))
 
 
-def owners(notebook_dir=NOTEBOOK_DIR):
+def owners(notebook_dir=None):
     """{module: notebook} for every promoted module; a module promoted from two notebooks is an error.
 
-    `notebook_dir`: the course's notebooks/ by default (the lab passes a learner's workspace).
+    `notebook_dir`: the course's notebooks/ by default (NOTEBOOK_DIR, read at each call).
     """
     owner = {}
     for nb in notebooks(notebook_dir):
