@@ -1,6 +1,8 @@
 # The two set-up commands of the README:
-#   make lab    install everything (first time only) and open the course in JupyterLab
+#   make lab    install everything (first time only), make or update workspace/ (your exercise
+#               notebooks; never overwrites what you edited) and open it in JupyterLab
 #   make test   install everything (first time only) and run the whole test suite
+#   make solutions   open the course's own notebooks (every function written) in JupyterLab
 # Both need only Python 3.11 (or newer) with pip; everything goes into .venv/ here.
 #   make lab PYTHON=python3.11                  pick the interpreter
 #   make lab TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
@@ -11,10 +13,18 @@ TORCH_PIP_ARGS ?=
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: lab test
+.PHONY: lab solutions test
+
+# Jupyter refuses to start as root (containers, cloud notebooks) unless told it may.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab notebooks/
+	$(PY) -m tinyllm_lab.lab workspace
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) workspace/
+
+# the course's notebooks, every function written: the solutions
+solutions: $(VENV)/.installed
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) notebooks/
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -10,6 +10,10 @@ order, into `tinyllm_lab/ops.py` under a header that says where it came from:
 
 The check compares code, not formatting: both sides are parsed with `ast` and compared as
 syntax trees, so comments, blank lines and spacing may differ, a changed name or number may not.
+
+The lab's learner promotion (`tinyllm_lab.lab.workspace.promote_day`) reuses `promoted_cells`,
+`render` (with its own header) and `owners` (on another folder of notebooks) to write a
+learner's cells into their own package instead.
 """
 
 import argparse
@@ -40,9 +44,12 @@ def promoted_cells(notebook):
     return modules
 
 
-def render(notebook, module, sources):
-    """The text of `tinyllm_lab/<module>.py`: the header, then the cells, two blank lines apart."""
-    header = HEADER.format(notebook=Path(notebook).name, marker=MARKER, module=module)
+def render(notebook, module, sources, header=None):
+    """The text of `tinyllm_lab/<module>.py`: the header, then the cells, two blank lines apart.
+
+    `header`: a format string with the fields {notebook}, {marker} and {module} (default HEADER).
+    """
+    header = (HEADER if header is None else header).format(notebook=Path(notebook).name, marker=MARKER, module=module)
     return header + "\n\n\n".join(sources) + "\n"
 
 
@@ -51,14 +58,17 @@ def same_code(a, b):
     return ast.dump(ast.parse(a)) == ast.dump(ast.parse(b))
 
 
-def notebooks():
-    return sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+def notebooks(notebook_dir=None):
+    return sorted(Path(NOTEBOOK_DIR if notebook_dir is None else notebook_dir).glob("*.ipynb"))
 
 
-def owners():
-    """{module: notebook} for every promoted module; a module promoted from two notebooks is an error."""
+def owners(notebook_dir=None):
+    """{module: notebook} for every promoted module; a module promoted from two notebooks is an error.
+
+    `notebook_dir`: the course's notebooks/ by default (NOTEBOOK_DIR, read at each call).
+    """
     owner = {}
-    for nb in notebooks():
+    for nb in notebooks(notebook_dir):
         for module in promoted_cells(nb):
             if module in owner:
                 raise ValueError(f"module {module!r} is promoted from both {owner[module].name} and {nb.name}")
