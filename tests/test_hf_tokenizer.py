@@ -153,6 +153,17 @@ def test_variants_match_the_library(tmp_path, source, change):
         assert tok.decode(ids) == lib.decode(ids, skip_special_tokens=False), repr(s)
 
 
+LONG_RUNS = [" " * 50_000 + "x", "\n" * 50_000, "!" * 50_000, "7" * 50_000, " \t\n\r" * 12_500 + "y", "ab " * 17_000]
+
+
+@needs_shared
+@pytest.mark.parametrize("folder", REAL)
+def test_long_runs_match_the_library(folder):  # whitespace, punctuation, digits: no quadratic backtracking either
+    tok, lib = real(folder)
+    for s in LONG_RUNS:
+        assert tok.encode(s) == lib.encode(s, add_special_tokens=False).ids, repr(s[:10])
+
+
 @needs_shared
 def test_non_special_added_tokens_are_matched_in_text_special_ones_never(tmp_path):
     def add(data):
