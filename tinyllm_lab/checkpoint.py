@@ -19,7 +19,9 @@ import operator
 import os
 from pathlib import Path
 
+from tinyllm_lab.hf_tokenizer import load_tokenizer
 from tinyllm_lab.llama2c import Llama2cTokenizer, load_llama2c
+from tinyllm_lab.weights import load_model
 
 HF_CONFIG, HF_TOKENIZER = "config.json", "tokenizer.json"
 HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")  # one file, or the index of its shards
@@ -52,16 +54,6 @@ def missing_hf_files(folder, tokenizer):  # -> list of what the folder lacks, ea
     return missing
 
 
-def load_hf_tokenizer(path):  # a folder or tokenizer.json -> HFTokenizer (day 8: byte-level or SentencePiece-style BPE)
-    from tinyllm_lab.hf_tokenizer import load_tokenizer
-    return load_tokenizer(path)
-
-
-def load_hf_model(folder, max_seq_len):  # -> Model, KV cache and RoPE tables sized by max_seq_len (day 6)
-    from tinyllm_lab.weights import load_model
-    return load_model(folder, max_seq_len=max_seq_len)
-
-
 def load_hf_folder(folder, max_seq_len=None, tokenizer=None):  # -> (Model, tokenizer)
     """A Hugging Face Llama/Mistral folder; `tokenizer` (a folder or tokenizer.json) overrides the folder's own."""
     missing = missing_hf_files(folder, tokenizer)
@@ -69,8 +61,8 @@ def load_hf_folder(folder, max_seq_len=None, tokenizer=None):  # -> (Model, toke
         raise ValueError(f"{folder} is not a Hugging Face model folder: it has no {', no '.join(missing)}")
     source = folder if tokenizer is None else tokenizer
     shown = source / HF_TOKENIZER if source.is_dir() else source
-    tok = in_context(lambda: load_hf_tokenizer(source), f"cannot load the tokenizer {shown}", source)
-    model = in_context(lambda: load_hf_model(folder, max_seq_len), f"cannot load the model in {folder}", folder)
+    tok = in_context(lambda: load_tokenizer(source), f"cannot load the tokenizer {shown}", source)
+    model = in_context(lambda: load_model(folder, max_seq_len=max_seq_len), f"cannot load the model in {folder}", folder)
     check_vocab(tok, model, shown)
     return model, tok
 
