@@ -9,6 +9,7 @@ uniform and norms are all ones, so a wrong row order or two swapped norms would 
 import ast
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -258,7 +259,7 @@ def test_config_numbers_must_be_finite_and_positive(key, value):
     ('"rms_norm_eps": 1e999', r"rms_norm_eps=inf \(expected a finite number > 0\)"),          # JSON for infinity
     ('"rms_norm_eps": NaN', r"rms_norm_eps=nan \(expected a finite number > 0\)"),
     ('"rope_theta": Infinity', r"rope_parameters.rope_theta=inf|rope_theta=inf"),
-    ('"vocab_size": 1' + "0" * 5000, r"vocab_size=<an integer of 5001 digits> \(expected an integer\)"),
+    ('"vocab_size": 1' + "0" * 5000, r"vocab_size=<an integer of 5001 digits> \(expected a number of at most 20 digits\)"),
 ])
 def test_config_json_text_with_non_finite_or_huge_numbers(tmp_path, text, problem):
     """The numbers as JSON text, through load_model's own reader: Python's json turns 1e999 into inf."""
@@ -769,3 +770,40 @@ def test_loading_bf16_peaks_under_1_5x_the_float32_weights(tmp_path):
     ratio = (after - before) / float32_bytes
     print(f"peak rise {(after - before) / 2**20:.0f} MiB for {float32_bytes / 2**20:.0f} MiB of float32 weights: {ratio:.2f}x")
     assert ratio < 1.5
+
+
+def test_far_too_few_tensors_for_the_layers_fails_before_listing_them(tmp_path):
+    """A file whose header names 300000 layers, one empty tensor each, for a config of 300000 layers: the
+    count (2.7 million needed) is compared before 2.7 million names are built."""
+    header = {f"model.layers.{i}.x": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(300000)}
+    raw = json.dumps(header).encode()
+    (tmp_path / "model.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw)
+    hf = {**R.hf_config(CONFIGS["gqa-tied"]), "num_hidden_layers": 300000}
+    (tmp_path / "config.json").write_text(json.dumps(hf), encoding="utf-8")
+    with pytest.raises(ValueError) as info:
+        W.load_model(tmp_path)
+    assert str(info.value) == ("the checkpoint does not fit the config: it needs 2700002 tensors (config.json's "
+                               "num_hidden_layers=300000), the files hold 300000")
+
+
+@pytest.mark.parametrize("rope, problem", [
+    ({"rope_type": None}, r"rope_parameters.rope_type=None \(supported: default, linear, llama3\)"),
+    ({"rope_type": ["llama3"]}, r"rope_parameters.rope_type=\['llama3'\] \(supported"),
+    ({"type": 3}, r"rope_parameters.rope_type=3 \(supported"),
+])
+def test_rope_types_that_are_not_strings(rope, problem):
+    hf = {**R.hf_config(CONFIGS["gqa-tied"]), "rope_parameters": rope}
+    with pytest.raises(ValueError, match=problem):
+        W.config_from_hf(hf, rope_scaling=True)
+    with pytest.raises(ValueError, match="is not supported"):
+        W.rope_scaling_from_hf(hf)
+
+
+def test_a_scaling_factor_that_overflows_the_frequencies_is_named(tmp_path):
+    R.save_hf_folder(reference_model(CONFIGS["gqa-tied"]), tmp_path)
+    hf = {**R.hf_config(CONFIGS["gqa-tied"]), "rope_parameters": {"rope_type": "linear", "factor": 1e-320, "rope_theta": 1e4}}
+    (tmp_path / "config.json").write_text(json.dumps(hf), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy overflow warning on the way to the error
+        with pytest.raises(ValueError, match=r"RoPE scaling factor=1e-320 makes the frequencies overflow"):
+            W.load_model(tmp_path)

@@ -86,6 +86,8 @@ def _is_json(value, kind):
 
 def _number_problem(key, value, kind):  # -> None, or what is wrong with config.json's value of `key`
     """Type first (int, number, bool), then range: counts are integers >= 1, numbers finite and > 0."""
+    if isinstance(value, st._LongInteger):  # over 20 digits: past any u64, and past what int() converts
+        return f"{key}={value!r} (expected a number of at most 20 digits)"
     if not _is_json(value, kind):
         expected = {int: "an integer", float: "a number", bool: "true or false"}[kind]
         return f"{key}={value!r} (expected {expected})"
@@ -149,9 +151,14 @@ def hf_rope_parameters(hf):  # dict of config.json -> (theta key, theta or None,
     return "rope_theta", hf.get("rope_theta"), rope_key, rope
 
 
-def _rope_type(hf):  # dict of config.json -> (RoPE key, its rope_type): 'default' when plain
+def _rope_type(hf):  # dict of config.json -> (RoPE key, its rope_type, or None if the entry is no object)
+    """'default' for plain RoPE; a rope_type that is no string, such as null or a list, is returned as it is."""
     _, _, key, rope = hf_rope_parameters(hf)
     return key, rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else None
+
+
+def _known(rope_type):  # a rope_type from config.json -> is it one this engine computes?
+    return isinstance(rope_type, str) and rope_type in ROPE_TYPES
 
 
 def rope_scaling_from_hf(hf):  # dict of config.json -> None (plain RoPE) or {"rope_type": ..., parameters}
@@ -162,7 +169,7 @@ def rope_scaling_from_hf(hf):  # dict of config.json -> None (plain RoPE) or {"r
     default. ValueError naming the key: another rope_type, a parameter missing, of the wrong type or out of range.
     """
     key, rope_type = _rope_type(hf)
-    if rope_type not in ROPE_TYPES:
+    if not _known(rope_type):
         raise ValueError(f"config.json: {key}={hf.get(key)!r}: RoPE type {rope_type!r} is not supported "
                          f"(supported: {', '.join(ROPE_TYPES)})")
     if rope_type == "default":
@@ -207,9 +214,9 @@ def unsupported_features(hf):  # dict of config.json -> list of str
     if hf.get("quantization_config") is not None:
         problems.append("quantization_config (quantized weights; this engine reads F32, F16 and BF16)")
     key, rope_type = _rope_type(hf)
-    if rope_type is None:
+    if not isinstance(hf.get(key) or {}, dict):
         problems.append(f"{key}={hf[key]!r} (expected a JSON object)")
-    elif rope_type not in ROPE_TYPES:
+    elif not _known(rope_type):
         problems.append(f"{key}.rope_type={rope_type!r} (supported: {', '.join(ROPE_TYPES)})")
     for where, rope in (("", hf), (f"{key}.", hf[key] if isinstance(hf.get(key), dict) else {})):
         if rope.get("partial_rotary_factor") not in (None, 1, 1.0):  # RoPE on only part of each head
@@ -252,7 +259,7 @@ def config_from_hf(hf, max_seq_len=None, rope_scaling=False):  # dict of config.
     """
     problems = unsupported_features(hf)
     key, rope_type = _rope_type(hf)
-    if not rope_scaling and rope_type in ROPE_TYPES and rope_type != "default":
+    if not rope_scaling and _known(rope_type) and rope_type != "default":
         problems.append(f"RoPE scaling {key}={hf[key]!r} (a ModelConfig cannot hold it; load_model applies it)")
     if problems:
         raise ValueError("unsupported Hugging Face config: " + _problems(problems))
@@ -295,6 +302,11 @@ def check_tensors(config, tensors):  # ModelConfig, {HF name: array or header en
         held = f"model.layers.{min(layers)} .. {max(layers)}" if layers else "none"
         raise ValueError(f"the checkpoint does not fit the config: config.json's num_hidden_layers="
                          f"{config.n_layers}, but the files hold {len(layers)} layers ({held})")
+    per_layer = len(LayerWeights.__dataclass_fields__)  # 9: two norms, wq, wk, wv, wo, w1, w2, w3
+    needed = per_layer * config.n_layers + (2 if config.tie_embeddings else 3)  # + embedding, norm, (head)
+    if len(tensors) + MAX_PROBLEMS < needed:  # far too few: say so before listing millions of names
+        raise ValueError(f"the checkpoint does not fit the config: it needs {needed} tensors (config.json's "
+                         f"num_hidden_layers={config.n_layers}), the files hold {len(tensors)}")
     wanted = {hf_name(name): shape for name, shape in expected_shapes(config).items()}
     if config.tie_embeddings:
         del wanted[hf_name("output")]  # the head IS the embedding matrix: not stored
@@ -421,11 +433,14 @@ def scaled_rope_tables(config, scaling):  # ModelConfig, rope_scaling_from_hf(..
     """`rope_tables` with config.json's RoPE scaling applied to the frequencies: Llama 3's (day 2's
     `llama3_rope_frequencies`), or linear (every frequency / factor: position m turns like m / factor)."""
     freqs = rope_frequencies(config.head_dim, config.rope_theta)
-    if scaling["rope_type"] == "linear":
-        freqs = freqs / scaling["factor"]
-    else:
-        freqs = llama3_rope_frequencies(freqs, scaling["factor"], scaling["low_freq_factor"],
-                                        scaling["high_freq_factor"], scaling["original_max_position_embeddings"])
+    with np.errstate(over="ignore"):  # a factor such as 1e-320 overflows: refused below, by name
+        if scaling["rope_type"] == "linear":
+            freqs = freqs / scaling["factor"]
+        else:
+            freqs = llama3_rope_frequencies(freqs, scaling["factor"], scaling["low_freq_factor"],
+                                            scaling["high_freq_factor"], scaling["original_max_position_embeddings"])
+    if not np.isfinite(freqs).all():
+        raise ValueError(f"config.json: RoPE scaling factor={scaling['factor']!r} makes the frequencies overflow")
     return rope_tables_for(freqs, config.max_seq_len)
 
 
