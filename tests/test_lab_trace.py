@@ -145,9 +145,10 @@ MISTAKES = {  # id: (edits, expected name, layer, step, model-level mistake id)
          "cached_self_attention(rms_norm(x, layer.ffn_norm,",
          ("model", "swiglu(rms_norm(h, layer.ffn_norm,"): "swiglu(rms_norm(h, layer.attention_norm,"},
         "attention_norm output", 0, "prefill", "norm_weights_mixed_up"),
-    "cache_never_advances_silently": (  # the learner's own cache: no checks, pos never moves
+    "cache_never_advances_silently": (  # the learner's own cache and model: no checks, pos never moves
         {("kv_cache", "        if self.written[layer] != self.pos:"): "        if False:",
-         ("kv_cache", "        self.pos = end\n"): "        pass\n"},
+         ("kv_cache", "        self.pos = int(end)"): "        pass  # ",
+         ("model", "        if (cache.written != cache.pos).any():"): "        if False:"},
         "q after RoPE", 0, "decode step 1", "cache_not_advanced"),
 }
 
@@ -219,8 +220,21 @@ def test_functions_that_fell_back_to_the_reference(learner_package, monkeypatch)
 
 
 def test_forgetting_to_advance_the_course_cache(learner_package):
-    """The query of decode step 1 sits at position 0 first; then the course's cache refuses the second write."""
+    """forward checks first that the cache is not half-written: decode step 1 is refused before any tensor."""
     result = trace(learner_package({("model", "        cache.advance(len(tokens))"): "        pass"}))
+    assert not result.passed and result.status == "failing", result.report
+    assert (result.name, result.step) == (None, "decode step 1"), result.report
+    assert result.function.endswith(".model.Model._check_inputs"), result.report
+    assert result.compared == 2 + 1 + 19 * DEFAULT_CONFIG.n_layers + 2, result.report  # the whole prefill matched
+    assert "your model raised ValueError at decode step 1" in result.report
+    assert "forward: the cache is half-written (layers wrote up to [6, 6], pos = 0)" in result.report
+    assert result.mistake == "cache_not_advanced" and "never advanced" in result.report
+
+
+def test_forgetting_to_advance_without_the_half_written_check(learner_package):
+    """The query of decode step 1 sits at position 0 first; then the course's cache refuses the second write."""
+    result = trace(learner_package({("model", "        cache.advance(len(tokens))"): "        pass",
+                                    ("model", "        if (cache.written != cache.pos).any():"): "        if False:"}))
     assert (result.name, result.layer, result.step) == ("q after RoPE", 0, "decode step 1"), result.report
     assert result.mistake == "cache_not_advanced" and "never advanced" in result.report
     assert "afterwards your code raised ValueError at decode step 1: KVCache.update: layer 0 already wrote" in result.report

@@ -182,7 +182,7 @@ class _ModelVariant(Model):
 
     def forward(self, tokens, cache, maps=None):
         tokens = np.asarray(tokens)
-        self._check_inputs(tokens, cache)
+        self._check_inputs(tokens, cache, maps)
         w = self.weights
         x = w.tok_embeddings[tokens]
         if self.scale_embedding:
@@ -421,6 +421,11 @@ TOP_P = Exercise(5, "sampling", "top_p_filter", cases=[
 TOY = [2.0, 1.0, 2.0, 0.5, -1.0, 0.0]  # two equal top logits, as in the notebook
 
 
+def _softmax64(z):  # [V] float64 -> [V] float64: day 1's softmax converts to float32, the course's sampling does not
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
 def _probs(logits, **settings):
     def run(impl):
         return impl(np.array(logits, dtype=np.float32), **settings)
@@ -432,7 +437,7 @@ def _probs_temperature_after(logits, temperature=1.0, top_k=0, top_p=1.0):
     logits = np.asarray(logits, dtype=np.float64)
     if temperature == 0:
         return next_token_probs(logits, 0)
-    probs = softmax(logits) / temperature
+    probs = _softmax64(logits) / temperature
     probs = probs / probs.sum()
     probs = top_p_filter(top_k_filter(probs, top_k), top_p)
     return probs / probs.sum()
@@ -441,14 +446,14 @@ def _probs_temperature_after(logits, temperature=1.0, top_k=0, top_p=1.0):
 def _probs_not_renormalised(logits, temperature=1.0, top_k=0, top_p=1.0):
     if temperature == 0:
         return next_token_probs(logits, 0)
-    probs = softmax(np.asarray(logits, dtype=np.float64) / temperature)
+    probs = _softmax64(np.asarray(logits, dtype=np.float64) / temperature)
     return top_p_filter(top_k_filter(probs, top_k), top_p)
 
 
 def _probs_top_p_first(logits, temperature=1.0, top_k=0, top_p=1.0):
     if temperature == 0:
         return next_token_probs(logits, 0)
-    probs = softmax(np.asarray(logits, dtype=np.float64) / temperature)
+    probs = _softmax64(np.asarray(logits, dtype=np.float64) / temperature)
     probs = top_k_filter(top_p_filter(probs, top_p), top_k)
     return probs / probs.sum()
 
@@ -464,7 +469,7 @@ def _probs_float32(logits, temperature=1.0, top_k=0, top_p=1.0):
 
 def _probs_tiny_temperature(logits, temperature=1.0, top_k=0, top_p=1.0):
     logits = np.asarray(logits, dtype=np.float64)
-    probs = softmax(logits / max(temperature, 1e-6))
+    probs = _softmax64(logits / max(temperature, 1e-6))
     probs = top_p_filter(top_k_filter(probs, top_k), top_p)
     return probs / probs.sum()
 

@@ -470,6 +470,22 @@ class _CacheThatIsNotAdvanced(KVCache):  # Model.forward without cache.advance(T
         pass
 
 
+class _CacheNotAdvancedUnchecked(KVCache):  # forward without cache.advance(T) nor its half-written check
+    """The course's `Model.forward` refuses a half-written cache up front; a learner's forward that does not
+    check reaches the next step's update, which refuses the second write: this cache lets the model's check
+    through (written looks like pos) and puts `written` back before the next update."""
+
+    def advance(self, n):
+        self.wrote = self.written.copy()
+        self.written[:] = self.pos
+
+    def update(self, layer, k, v):
+        if hasattr(self, "wrote"):
+            self.written[:] = self.wrote
+            del self.wrote
+        return super().update(layer, k, v)
+
+
 class _CacheThatNeverAdvances(KVCache):  # pos stays 0: every forward pass writes over positions 0 .. T-1
     def advance(self, n):
         self.written[:] = self.pos
@@ -513,6 +529,9 @@ def _mistakes(weights):  # [(id, diagnosis, patches, cache_factory)], patches: [
     def cache_not_advanced(c):
         return _CacheThatIsNotAdvanced(c.n_layers, c.max_seq_len, c.n_kv_heads, c.head_dim)
 
+    def cache_not_advanced_unchecked(c):
+        return _CacheNotAdvancedUnchecked(c.n_layers, c.max_seq_len, c.n_kv_heads, c.head_dim)
+
     not_advanced = ("the cache is never advanced (cache.pos stays 0): each decode step writes its key and value over "
                     "position 0 and its query sits at position 0; call cache.advance(T) once every layer has written")
 
@@ -522,6 +541,7 @@ def _mistakes(weights):  # [(id, diagnosis, patches, cache_factory)], patches: [
          [(kvc, "apply_rope", rope_from_zero)], None),
         ("cache_not_advanced", not_advanced, [], cache_never_advances),
         ("cache_not_advanced", not_advanced, [], cache_not_advanced),
+        ("cache_not_advanced", not_advanced, [], cache_not_advanced_unchecked),
         ("attention_residual_missing", "the residual around attention is missing: h = attention(norm(x)) instead of "
          "h = x + attention(norm(x))", [(ref_model, "block", _block_without_attention_residual)], None),
         ("ffn_residual_missing", "the residual around the feed-forward is missing: the block returns "
