@@ -136,7 +136,10 @@ def llama3_rope_frequencies(freqs, factor, low_freq_factor, high_freq_factor, or
 
 
 def rope_tables_for(freqs, max_seq_len):  # [Dh/2] -> cos, sin: [S, Dh/2] float32
-    """`rope_tables` for frequencies of your own (a scaled RoPE): cos and sin of `m * freqs[i]`, angles in float64."""
+    """`rope_tables` for frequencies of your own (a scaled RoPE): cos and sin of `m * freqs[i]`, angles in float64.
+
+    max_seq_len: a positive integer (TypeError / ValueError naming it), as for `rope_tables`.
+    """
     _check_size(max_seq_len, "max_seq_len", "rope_tables_for")
     angles = np.outer(np.arange(max_seq_len, dtype=np.float64), np.asarray(freqs, dtype=np.float64))
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)

@@ -431,7 +431,9 @@ def checkpoint_tensors(folder):  # -> {HF name: (file path, header entry, data_s
 
 def scaled_rope_tables(config, scaling):  # ModelConfig, rope_scaling_from_hf(...) -> cos, sin: [S, Dh/2] float32
     """`rope_tables` with config.json's RoPE scaling applied to the frequencies: Llama 3's (day 2's
-    `llama3_rope_frequencies`), or linear (every frequency / factor: position m turns like m / factor)."""
+    `llama3_rope_frequencies`), or linear (every frequency / factor: position m turns like m / factor), as
+    transformers' `_compute_llama3_parameters` / `_compute_linear_scaling_rope_parameters`. ValueError if a
+    factor makes a frequency overflow (e.g. factor=1e-320)."""
     freqs = rope_frequencies(config.head_dim, config.rope_theta)
     with np.errstate(over="ignore"):  # a factor such as 1e-320 overflows: refused below, by name
         if scaling["rope_type"] == "linear":
