@@ -635,9 +635,14 @@ def special_ids(folder, tokenizer_ids, vocab_size):  # -> (bos id or None, tuple
 
 
 def load_tokenizer(path):  # folder or tokenizer.json -> HFTokenizer
-    """Read a Hugging Face tokenizer: a model folder, or its tokenizer.json (BOS/EOS are read from
-    the files beside it). ValueError, naming the file and JSON field, for anything malformed or
-    not implemented here."""
+    """Read a Hugging Face tokenizer: a model folder, or its tokenizer.json (BOS/EOS from the files beside it).
+
+    Runs the file's normalizer, pre-tokenizer, BPE model and decoder exactly (tests: llama.cpp's
+    vectors, parity with `tokenizers`). Not run: `post_processor` (its template only adds special
+    tokens; here `encode(text, bos=True)` does that), `truncation` and `padding` (batch options).
+    Raises TypeError for a path that is not a str or Path, FileNotFoundError when there is no
+    tokenizer.json, ValueError naming the file and JSON field for anything malformed or not
+    implemented here (other model types, normalizers, pre-tokenizers, decoders, regex escapes)."""
     if not isinstance(path, (str, Path)):
         raise TypeError(f"load_tokenizer takes the path of a model folder or tokenizer.json, got {type(path).__name__}")
     path = Path(path)
