@@ -59,11 +59,12 @@ def _json_type(value):
 
 def _no_duplicate_keys(pairs):
     """`object_pairs_hook` for json: plain `json.loads` silently keeps the LAST of two equal keys."""
-    duplicates = sorted(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
-    if duplicates:
+    result = dict(pairs)
+    if len(result) != len(pairs):  # counted only then: a header of a million tensors is parsed once, fast
+        duplicates = sorted(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
         raise ValueError(f"safetensors: duplicate key(s) {duplicates} in the header "
                          "(a tensor name, or a field of a tensor, given twice)")
-    return dict(pairs)
+    return result
 
 
 def _parse_json(raw):  # header bytes -> dict
