@@ -806,3 +806,11 @@ def test_a_scaling_factor_that_overflows_the_frequencies_is_named(tmp_path):
         warnings.simplefilter("error")  # no numpy overflow warning on the way to the error
         with pytest.raises(ValueError, match=r"RoPE scaling factor=1e-320 makes the frequencies overflow"):
             W.load_model(tmp_path)
+
+
+def test_a_corrupt_shard_is_named(tmp_path):
+    folder, _ = shard_folder(tmp_path)
+    path = folder / "model-00003-of-00003.safetensors"
+    path.write_bytes(path.read_bytes()[:-4])  # truncated
+    with pytest.raises(ValueError, match=r"^model-00003-of-00003.safetensors: safetensors: .*past the end of the"):
+        W.load_model(folder)

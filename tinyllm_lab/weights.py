@@ -400,7 +400,7 @@ def _shard_names(index_path):  # model.safetensors.index.json -> {HF name: shard
 def checkpoint_tensors(folder):  # -> {HF name: (file path, header entry, data_start)}
     """Every tensor of a folder's weights and the file it is in: model.safetensors, or the shards listed by
     model.safetensors.index.json. Reads and checks each file's header only, no tensor data. ValueError naming
-    a missing shard, a tensor stored twice or not where the index says."""
+    a missing shard, a malformed file, a tensor stored twice or not where the index says."""
     folder = Path(folder)
     single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
     if single.is_file():  # transformers' order too: the single file first
@@ -416,7 +416,10 @@ def checkpoint_tensors(folder):  # -> {HF name: (file path, header entry, data_s
         raise ValueError(f"{folder} has no model.safetensors or model.safetensors.index.json")
     entries, problems = {}, []
     for path in files:
-        tensors, _, data_start = st.read_header(path)
+        try:
+            tensors, _, data_start = st.read_header(path)
+        except ValueError as e:  # say which file: a sharded model has many
+            raise ValueError(f"{path.name}: {e}") from None
         for name, info in tensors.items():
             if name in entries:
                 problems.append(f"{name} is in both {entries[name][0].name} and {path.name}")
