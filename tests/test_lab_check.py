@@ -13,6 +13,7 @@ Helpers for other catalogue tests (days 5-7): `assert_diagnosed(impl, mistake_id
 
 import math
 import sys
+from pathlib import Path
 import warnings
 
 import numpy as np
@@ -641,6 +642,43 @@ def test_every_check_passes_on_the_course_reference(name):
     assert result.passed and result.status == "passing", result.report
     assert (result.case, result.mistake, result.diagnosis) == (None, None, None)
     assert len(exercise.mistakes) >= 2, f"{name}: fewer than 2 catalogued mistakes"
+
+
+@pytest.fixture(scope="module")
+def learner_copy(tmp_path_factory):  # -> a package of the course's promoted modules, imports rewritten to itself
+    """A learner who wrote everything exactly as the course: their own classes (KVCache, Model, ...), which the
+    course's isinstance checks then compare against, and their modules importing each other."""
+    import importlib
+    import uuid
+
+    import tinyllm_lab
+    from tinyllm_lab.lab import workspace as ws
+    root = tmp_path_factory.mktemp("learner")
+    name = f"learner_{uuid.uuid4().hex[:8]}"
+    (root / name).mkdir()
+    (root / name / "__init__.py").write_text("")
+    source = Path(tinyllm_lab.__file__).parent
+    modules = set(ws.promoted_modules())
+    for module in modules:
+        text = ws.rewrite_imports((source / f"{module}.py").read_text(encoding="utf-8"), modules)
+        (root / name / f"{module}.py").write_text(text.replace("my_tinyllm", name), encoding="utf-8")
+    sys.path.insert(0, str(root))
+    try:
+        yield lambda module: importlib.import_module(f"{name}.{module}")
+    finally:
+        sys.path.remove(str(root))
+        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+            del sys.modules[key]
+
+
+@pytest.mark.parametrize("day, module, name", syllabus.exercises())
+def test_every_check_passes_on_a_learners_own_copy_of_the_course(learner_copy, day, module, name):
+    """The cases hand the learner's code only what it accepts: e.g. block and cached_self_attention get a cache
+    of the learner's own KVCache class (the course's code, copied, refuses any other)."""
+    impl = getattr(learner_copy(module), name)
+    assert impl.__module__.endswith(f".{module}") and impl is not find_exercise(name).reference
+    result = check(impl)
+    assert result.passed, result.report
 
 
 @pytest.mark.parametrize("mistake_id", sorted(WRONG))

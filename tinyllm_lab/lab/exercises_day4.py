@@ -2,9 +2,12 @@
 
 The KV cache is a class: each case builds one, drives it the way day 5's model does (every layer
 `update`s, then one `advance`), and returns what it observed: the keys and values each `update`
-returned, `pos`, and the arrays. `cached_self_attention` is checked with the course's own cache,
-over a prompt and then decoding steps, so that a position or cache mistake shows at step 2.
+returned, `pos`, and the arrays. `cached_self_attention` is checked with the course's own cache
+(dressed as the learner's KVCache class, see `course_cache`), over a prompt and then decoding steps,
+so that a position or cache mistake shows at step 2.
 """
+
+import functools
 
 import numpy as np
 
@@ -15,6 +18,35 @@ from tinyllm_lab.lab.exercises_day1 import randn
 from tinyllm_lab.lab.exercises_day3 import layer_weights
 from tinyllm_lab.ops import linear, silu
 from tinyllm_lab.rope import apply_rope, rope_tables
+
+
+# --- the cache a case hands to the learner's layer --------------------------------------------
+
+def learner_cache_class(impl):  # -> the KVCache class that impl's code checks its cache against
+    """The `KVCache` that the learner's code sees: in the globals of the `cached_self_attention` it calls
+    (for `block`), or in its own (the notebook or `my_tinyllm.kv_cache`); the course's when there is none."""
+    names = getattr(impl, "__globals__", None) or {}
+    layer = names.get("cached_self_attention")
+    for scope in (getattr(layer, "__globals__", None) or {}, names):
+        cls = scope.get("KVCache")
+        if isinstance(cls, type):
+            return cls
+    return KVCache
+
+
+@functools.cache
+def _course_behaviour(cls):  # -> a subclass of the learner's class `cls` with every member of the course's KVCache
+    if issubclass(KVCache, cls):
+        return KVCache
+    members = {name: value for name, value in vars(KVCache).items() if name not in ("__dict__", "__weakref__")}
+    return type("KVCache", (cls,), members)
+
+
+def course_cache(impl, n_layers, max_seq_len, n_kv_heads, head_dim):  # -> a course KVCache, of the learner's class
+    """The course's cache, so that a check of a layer or block tests that code alone, built as an instance of the
+    learner's own KVCache class: the course's code refuses a cache that is not a KVCache (isinstance), and so
+    does a learner's who copied it, against their own class."""
+    return _course_behaviour(learner_cache_class(impl))(n_layers, max_seq_len, n_kv_heads, head_dim)
 
 
 # --- KVCache ----------------------------------------------------------------------------------
@@ -259,7 +291,7 @@ def cached_case(seed, D, n_heads, n_kv_heads, steps, with_maps=False):  # -> run
         head_dim = D // n_heads
         cos, sin = rope_tables(head_dim, 16)
         weights = layer_weights(seed, D, n_heads, n_kv_heads)
-        cache = KVCache(1, 16, n_kv_heads, head_dim)  # the course's cache: this checks the layer alone
+        cache = course_cache(cached_self_attention, 1, 16, n_kv_heads, head_dim)  # checks the layer alone
         outputs = []
         for step, T in enumerate(steps):
             x = randn(seed + 10 + step, (T, D))

@@ -13,8 +13,9 @@ import numpy as np
 
 from tinyllm_lab.config import ModelConfig
 from tinyllm_lab.ffn import swiglu
-from tinyllm_lab.kv_cache import KVCache, cached_self_attention
+from tinyllm_lab.kv_cache import cached_self_attention
 from tinyllm_lab.lab.check import Case, Exercise, Mistake
+from tinyllm_lab.lab.exercises_day4 import course_cache
 from tinyllm_lab.model import Model, block, random_weights
 from tinyllm_lab.ops import linear, rms_norm, softmax
 from tinyllm_lab.rope import rope_tables
@@ -50,7 +51,7 @@ def _stream(seed, T):  # [T, D] float32: a residual stream of T tokens
 def _block_prefill(impl):
     weights = tiny_weights()
     cos, sin = rope_tables(CONFIG.head_dim, CONFIG.max_seq_len, CONFIG.rope_theta)
-    cache = KVCache(CONFIG.n_layers, CONFIG.max_seq_len, CONFIG.n_kv_heads, CONFIG.head_dim)
+    cache = course_cache(impl, CONFIG.n_layers, CONFIG.max_seq_len, CONFIG.n_kv_heads, CONFIG.head_dim)
     out = impl(_stream(1, 6), weights.layers[1], CONFIG, cos, sin, cache, 1)
     return out, cache.keys[1, :6].copy(), cache.pos
 
@@ -58,7 +59,7 @@ def _block_prefill(impl):
 def _block_decode(impl):
     weights = tiny_weights()
     cos, sin = rope_tables(CONFIG.head_dim, CONFIG.max_seq_len, CONFIG.rope_theta)
-    cache = KVCache(1, CONFIG.max_seq_len, CONFIG.n_kv_heads, CONFIG.head_dim)
+    cache = course_cache(impl, 1, CONFIG.max_seq_len, CONFIG.n_kv_heads, CONFIG.head_dim)
     outs = [impl(_stream(2, 5), weights.layers[0], CONFIG, cos, sin, cache, 0)]
     cache.advance(5)
     for step in range(2):
