@@ -6,13 +6,16 @@ smallest set of most probable tokens whose mass reaches p, at least one, 1 keeps
 probabilities are renormalised in float64; draws come only from the caller's Generator.
 """
 
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tinyllm_lab.sampling import check_rng, check_sampling, next_token_probs, sample, top_k_filter, top_p_filter
+from tinyllm_lab.sampling import (_most_probable, check_rng, check_sampling, next_token_probs, sample, top_k_filter,
+                                  top_p_filter)
 
 
 def random_logits(seed, V=50, scale=2.0):
@@ -394,3 +397,51 @@ def test_a_generator_that_returns_u_outside_0_1_is_refused(u):
     # a broken stand-in generator used to give the last kept token every time, silently
     with pytest.raises(ValueError, match=rf"rng.random\(\) returned {u!r}, expected a number in \[0, 1\)"):
         sample(TOY, FixedU(u), 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Doing only the work the settings ask for changed no token: 700 tokens sampled before that rewrite
+
+PINNED = json.loads((Path(__file__).parent / "sampled_tokens.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def course_session():
+    from tinyllm_lab.session import Session
+    from tinyllm_lab.weights import load_model
+    return Session(load_model(Path(__file__).resolve().parents[1] / "weights"))
+
+
+@pytest.mark.parametrize("run", [r for r in PINNED["runs"] if "logits" not in r], ids=lambda r: str(r["settings"]))
+def test_session_samples_the_tokens_pinned_before_the_partial_sort(course_session, run):
+    tokens = course_session.generate(PINNED["prompt"], len(run["tokens"]), rng=np.random.default_rng(run["seed"]),
+                                     **run["settings"])
+    assert tokens == run["tokens"]
+
+
+def test_sample_on_flat_logits_draws_the_tokens_pinned_before_the_partial_sort():
+    # flat distributions: top-p 0.9 keeps thousands of ids, so the nucleus search widens several times
+    logits_rng = np.random.default_rng(7)
+    for run in [r for r in PINNED["runs"] if "logits" in r]:
+        rng = np.random.default_rng(run["seed"])
+        tokens = [sample((logits_rng.standard_normal(16384) * 2).astype(np.float32), rng, **run["settings"])
+                  for _ in run["tokens"]]
+        assert tokens == run["tokens"], run["settings"]
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, 8, 20])
+def test_most_probable_is_the_head_of_the_stable_argsort(n):
+    probs = np.random.default_rng(n).integers(0, 4, 20).astype(np.float64)  # many ties
+    head = _most_probable(probs, n)
+    assert len(head) >= n and head.tolist() == np.argsort(-probs, kind="stable")[:len(head)].tolist()
+
+
+@pytest.mark.parametrize("p", [0.05, 0.5, 0.9, 0.999, 1 - 1e-12])
+def test_top_p_filter_equals_the_full_sort_on_a_flat_distribution(p):
+    probs = np.random.default_rng(0).random(5000)  # the nucleus search widens from 64 ids to all 5000
+    order = np.argsort(-probs, kind="stable")
+    mass = np.cumsum(probs[order])
+    n_keep = min(int(np.searchsorted(mass, p * mass[-1])) + 1, probs.size)
+    expected = np.zeros_like(probs)
+    expected[order[:n_keep]] = probs[order[:n_keep]]
+    np.testing.assert_array_equal(top_p_filter(probs, p), expected)

@@ -66,6 +66,35 @@ def _check_probs(probs, func):  # [V] -> [V] array, same dtype; raise unless a d
     return probs
 
 
+def _most_probable(probs, n):  # [V] -> [n'] ids, n <= n' <= V
+    """The first n' >= n ids of `np.argsort(-probs, kind="stable")` (most probable first, ties in id order),
+    without sorting all V: `np.partition` finds the n-th largest value, and only the ids at or above it
+    (its ties included, so the order is exactly the full sort's) are sorted. `[.1, .4, .2, .3]`, n=2 -> `[1, 3]`.
+    """
+    if n >= probs.size:
+        return np.argsort(-probs, kind="stable")
+    nth_largest = np.partition(probs, probs.size - n)[probs.size - n]
+    candidates = np.flatnonzero(probs >= nth_largest)  # in id order: a stable sort keeps ties that way
+    return candidates[np.argsort(-probs[candidates], kind="stable")]
+
+
+def _nucleus(probs, p):  # [V] -> [n] ids, most probable first
+    """The ids top-p keeps: the shortest head of the sorted order whose mass reaches p of the total.
+
+    Sorts only a head that can hold mass p: 64 ids first, 8 times more until their mass reaches p.
+    """
+    target = p * probs.sum()
+    n = 64
+    while True:
+        order = _most_probable(probs, n)
+        mass = np.cumsum(probs[order])                   # mass of the n most probable, n = 1..len(order)
+        if mass[-1] >= target or order.size == probs.size:
+            break
+        n *= 8
+    n_keep = min(int(np.searchsorted(mass, target)) + 1, order.size)  # first n with mass >= p
+    return order[:n_keep]
+
+
 def top_k_filter(probs, k):  # [V] -> [V]
     """Zero all but the k most probable tokens (ties: the lower id first). k = 0 keeps all.
 
@@ -79,7 +108,7 @@ def top_k_filter(probs, k):  # [V] -> [V]
         raise ValueError(f"top_k_filter: k must be an integer >= 0 (0 keeps all), got {k}")
     if k == 0 or k >= probs.size:
         return probs
-    keep = np.argsort(-probs, kind="stable")[:k]  # stable: equal probabilities stay in id order
+    keep = _most_probable(probs, k)[:k]  # a partition, not a sort of all V
     out = np.zeros_like(probs)
     out[keep] = probs[keep]
     return out
@@ -98,12 +127,45 @@ def top_p_filter(probs, p):  # [V] -> [V]
         raise ValueError(f"top_p_filter: p must be in (0, 1] (1 keeps all), got {p}")
     if p >= 1.0:
         return probs
-    order = np.argsort(-probs, kind="stable")
-    mass = np.cumsum(probs[order])                      # mass of the n most probable, n = 1..V
-    n_keep = min(int(np.searchsorted(mass, p * mass[-1])) + 1, probs.size)  # first n with mass >= p
+    keep = _nucleus(probs, p)
     out = np.zeros_like(probs)
-    out[order[:n_keep]] = probs[order[:n_keep]]
+    out[keep] = probs[keep]
     return out
+
+
+def _checked_logits(logits):  # [V] -> [V] float32; raise unless some token is possible
+    logits = as_float32(logits, "logits")
+    if logits.ndim != 1 or logits.size == 0:
+        raise ValueError(f"logits must be a non-empty [V] vector, got shape {logits.shape}")
+    largest = logits.max()  # one pass: nan if any is nan, +inf if any is +inf, -inf if all are -inf
+    if not largest < np.inf:  # nan or +inf; -inf is allowed (probability 0)
+        bad = np.flatnonzero(~(logits < np.inf))
+        raise ValueError(f"logits contain nan or +inf at ids {bad[:10].tolist()}: they define no distribution")
+    if largest == -np.inf:  # greedy would silently answer 0
+        raise ValueError("logits are all -inf: every token has probability 0, so there is no next token")
+    return logits
+
+
+def _kept(logits, temperature, top_k, top_p):  # [V] float32, settings with temperature > 0 -> ids [n], probs [n]
+    """The ids sampling may draw (in id order) and their probabilities, not yet renormalised: the work the
+    settings ask for and no more (no top-k: no partition; no top-p: no sort)."""
+    with np.errstate(over="ignore"):  # an overflow is reported just below, in words
+        scaled = logits.astype(np.float64) / temperature
+    if not (scaled < np.inf).all():  # softmax would turn the inf into nan and the draw into a wrong token
+        raise ValueError(f"temperature {temperature} is too small for these logits: logits / temperature overflows "
+                         f"float64 (largest |logit| {np.abs(logits[logits > -np.inf]).max():.3g}); "
+                         f"use temperature=0 for greedy decoding")
+    probs = np.exp(scaled - scaled.max())  # softmax in float64 (day 1's softmax computes in float32): max first
+    probs /= probs.sum()
+    ids = None  # None: every id
+    if 0 < top_k < probs.size:
+        ids = _most_probable(probs, top_k)[:top_k]
+    if top_p < 1:  # top-p measured on what top-k kept
+        ids = _nucleus(probs, top_p) if ids is None else ids[_nucleus(probs[ids], top_p)]
+    if ids is None:
+        return np.flatnonzero(probs), probs[probs > 0]  # the ids whose exp did not underflow to 0
+    ids = np.sort(ids)
+    return ids[probs[ids] > 0], probs[ids][probs[ids] > 0]
 
 
 def next_token_probs(logits, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> [V] float64
@@ -115,44 +177,31 @@ def next_token_probs(logits, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> [V]
     even greedy), raise ValueError.
     """
     check_sampling(temperature, top_k, top_p)
-    logits = as_float32(logits, "logits").astype(np.float64)
-    if logits.ndim != 1 or logits.size == 0:
-        raise ValueError(f"logits must be a non-empty [V] vector, got shape {logits.shape}")
-    bad = np.flatnonzero(~(logits < np.inf))  # nan or +inf; -inf is allowed (probability 0)
-    if bad.size:
-        raise ValueError(f"logits contain nan or +inf at ids {bad[:10].tolist()}: they define no distribution")
-    if not (logits > -np.inf).any():  # greedy would silently answer 0
-        raise ValueError("logits are all -inf: every token has probability 0, so there is no next token")
+    logits = _checked_logits(logits)
+    probs = np.zeros(logits.size)
     if temperature == 0:
-        probs = np.zeros_like(logits)
         probs[np.argmax(logits)] = 1.0  # np.argmax returns the first maximum
         return probs
-    with np.errstate(over="ignore"):  # an overflow is reported just below, in words
-        scaled = logits / temperature
-    if not (scaled < np.inf).all():  # softmax would turn the inf into nan and the draw into a wrong token
-        raise ValueError(f"temperature {temperature} is too small for these logits: logits / temperature overflows "
-                         f"float64 (largest |logit| {np.abs(logits[logits > -np.inf]).max():.3g}); "
-                         f"use temperature=0 for greedy decoding")
-    e = np.exp(scaled - scaled.max())  # softmax in float64 (day 1's softmax computes in float32): max first, no overflow
-    probs = top_p_filter(top_k_filter(e / e.sum(), top_k), top_p)
-    return probs / probs.sum()
+    ids, kept = _kept(logits, temperature, top_k, top_p)
+    probs[ids] = kept / kept.sum()
+    return probs
 
 
 def sample(logits, rng, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> int
     """Draw the next token id from `logits` with the seeded generator `rng` (unused, may be None, when greedy).
 
-    Inverse CDF: the first kept token whose cumulative probability exceeds u ~ U[0, 1).
-    Errors: see `check_sampling`, `check_rng` and `next_token_probs`.
+    Inverse CDF: the first kept token whose cumulative probability exceeds u ~ U[0, 1). Greedy is the
+    argmax of the logits themselves (no softmax). Errors: see `check_sampling`, `check_rng` and `next_token_probs`.
     """
     check_sampling(temperature, top_k, top_p)
     check_rng(rng, temperature)
-    probs = next_token_probs(logits, temperature, top_k, top_p)
+    logits = _checked_logits(logits)
     if temperature == 0:
-        return int(np.argmax(probs))  # greedy: no draw
-    kept = np.flatnonzero(probs)      # the ids top-k / top-p left (and that did not underflow)
-    cdf = np.cumsum(probs[kept])      # ends at 1 up to rounding
+        return int(np.argmax(logits))  # greedy: no softmax, no draw; the lowest id on ties
+    kept_ids, kept = _kept(logits, temperature, top_k, top_p)  # the ids top-k / top-p left (and did not underflow)
+    cdf = np.cumsum(kept / kept.sum())  # renormalised; ends at 1 up to rounding
     u = rng.random()
     if not 0 <= u < 1:  # also false for nan: a broken generator would always give the last kept token
         raise ValueError(f"rng.random() returned {u!r}, expected a number in [0, 1): use np.random.default_rng(seed)")
     i = np.searchsorted(cdf, u * cdf[-1], side="right")
-    return int(kept[min(i, kept.size - 1)])
+    return int(kept_ids[min(i, kept_ids.size - 1)])
