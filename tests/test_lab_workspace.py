@@ -167,6 +167,28 @@ def test_a_notebook_without_exercises_is_copied_with_imports_rewritten(tmp_path)
     assert out.cells[1].outputs == []
 
 
+def test_the_optional_day_8_is_the_course_notebook_with_its_imports_rewritten(generated):
+    """Day 8 has no exercises: no stubs, no check or progress cells; every cell is the course's with the imports
+    of promoted modules pointing at my_tinyllm (so its cells that need ../shared keep their skip path and their
+    nbval markers), and its promotion cell promotes hf_tokenizer into my_tinyllm. (It runs through: see
+    test_exercise_notebook_runs_to_its_first_stub.)"""
+    name = "day8_real_models.ipynb"
+    if name not in SOLUTIONS:
+        pytest.skip("notebooks/day8_real_models.ipynb is not there")
+    assert ws.notebook_day(name) not in syllabus.EXERCISES
+    source, out = nbformat.read(SOLUTIONS[name], as_version=4).cells, generated[name].cells
+    assert [(c.id, c.cell_type) for c in out] == [(c.id, c.cell_type) for c in source]
+    modules = set(ws.promoted_modules())
+    assert "hf_tokenizer" in modules and "hf_tokenizer" in promote.owners()
+    changed = [c.id for c, o in zip(source, out)
+               if o.source != (ws.rewrite_imports(c.source, modules) if c.cell_type == "code" else c.source)]
+    promotion = [o for o in out if "promote_day(" in o.source]
+    assert [o.id for o in promotion] == changed and len(changed) == 1
+    assert not any(o.source.startswith(("check(", "from tinyllm_lab.lab import check")) for o in out)
+    assert not any("NotImplementedError" in o.source for o in out if o.source.startswith("#| promote:"))
+    assert any("from my_tinyllm.tokenizer import" in o.source for o in out)
+
+
 def test_rewrite_imports():
     modules = {"ops", "ffn", "kv_cache"}
     assert ws.rewrite_imports("from tinyllm_lab.ops import softmax", modules) == "from my_tinyllm.ops import softmax"
