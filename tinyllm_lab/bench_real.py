@@ -250,11 +250,11 @@ def report(rates, tokens, loads, peaks, weights_mib, steps, repeats, out=sys.std
     agree = {name: next((i for i, (a, b) in enumerate(zip(tokens["numpy"], tokens[name])) if a != b),
                         len(tokens["numpy"])) for name in names[1:]}
     print("  greedy tokens shared with numpy: " + ", ".join(f"{name} {n}/{steps}" for name, n in agree.items()), file=out)
-    print(f"\n{'load, seconds in a fresh process (best of ' + str(repeats) + ')':<48}", file=out)
+    print(f"\n{'load, seconds in a fresh process (best of ' + str(repeats) + ')':<48}{'x transformers':>16}", file=out)
     for name, seconds in loads.items():
         print(f"  {name:<40}{seconds:>8.2f}{seconds / loads['transformers']:>16.2f}", file=out)
-    print(f"\npeak RSS, MiB in a fresh process (load + 16-token prompt + 8 steps); float32 weights = "
-          f"{weights_mib:.0f} MiB", file=out)
+    print(f"\n{'peak RSS, MiB in a fresh process':<48}{'x f32 weights':>16}", file=out)
+    print(f"  (load + a 16-token prompt + 8 steps; the float32 weights are {weights_mib:.0f} MiB)", file=out)
     for name in names:
         print(f"  {name:<40}{peaks[name]:>8.0f}{peaks[name] / weights_mib:>16.2f}", file=out)
     results = targets(rates, loads, peaks, weights_mib)
