@@ -438,10 +438,20 @@ def test_most_probable_is_the_head_of_the_stable_argsort(n):
 
 @pytest.mark.parametrize("p", [0.05, 0.5, 0.9, 0.999, 1 - 1e-12])
 def test_top_p_filter_equals_the_full_sort_on_a_flat_distribution(p):
-    probs = np.random.default_rng(0).random(5000)  # the nucleus search widens from 64 ids to all 5000
+    probs = np.random.default_rng(0).random(5000)  # flat: the nucleus holds thousands of ids
     order = np.argsort(-probs, kind="stable")
     mass = np.cumsum(probs[order])
     n_keep = min(int(np.searchsorted(mass, p * mass[-1])) + 1, probs.size)
+    expected = np.zeros_like(probs)
+    expected[order[:n_keep]] = probs[order[:n_keep]]
+    np.testing.assert_array_equal(top_p_filter(probs, p), expected)
+
+
+@pytest.mark.parametrize("p", [0.3, 0.5, 0.8])
+def test_top_p_filter_cuts_through_ties_keeping_the_lower_ids(p):
+    probs = np.array([0.1, 0.2, 0.1, 0.2, 0.1, 0.2, 0.1])  # the stable sort: 1, 3, 5, then 0, 2, 4, 6
+    order = [1, 3, 5, 0, 2, 4, 6]
+    n_keep = int(np.searchsorted(np.cumsum(probs[order]), p * probs.sum())) + 1
     expected = np.zeros_like(probs)
     expected[order[:n_keep]] = probs[order[:n_keep]]
     np.testing.assert_array_equal(top_p_filter(probs, p), expected)

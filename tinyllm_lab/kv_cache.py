@@ -38,9 +38,12 @@ class KVCache:
             _check_integer(size, f"KVCache: {name}")
             if size <= 0:
                 raise ValueError(f"KVCache: {name} must be a positive integer, got {size!r}")
-        shape = (n_layers, max_seq_len, n_kv_heads, head_dim)
-        self.keys = np.zeros(shape, dtype=np.float32)  # allocated once, never grown or reallocated
-        self.values = np.zeros(shape, dtype=np.float32)
+        # Stored head-major, [n_layers, K, max_seq_len, Dh]: one head's cached positions lie next to each
+        # other, the order attention reads them in (q k^T and p v run per head over all positions). `keys`
+        # and `values` show that memory as [n_layers, max_seq_len, K, Dh] (a transposed view, no copy).
+        shape = (n_layers, n_kv_heads, max_seq_len, head_dim)
+        self.keys = np.zeros(shape, dtype=np.float32).transpose(0, 2, 1, 3)  # allocated once, never grown
+        self.values = np.zeros(shape, dtype=np.float32).transpose(0, 2, 1, 3)
         self.pos = 0  # positions 0 .. pos-1 hold keys and values of tokens already fed
         self.written = np.zeros(n_layers, dtype=np.int64)  # [n_layers]: layer i holds positions 0 .. written[i]-1
 

@@ -151,6 +151,13 @@ class Model:
 
     def __init__(self, config, weights):
         check_weights(config, weights)  # TypeError / ValueError naming what does not fit
+        # The output head [V, D] is the biggest product of a decode step (16 of the course model's 24 MiB).
+        # Stored column-major (np.asfortranarray: the same shape and values, another order in memory),
+        # `x @ output.T` reads output.T row after row, which BLAS streams fastest. Tied, the embedding is
+        # that same array (a lookup then gathers one strided row per token: a negligible cost).
+        head = np.asfortranarray(weights.output)
+        embeddings = head if weights.output is weights.tok_embeddings else weights.tok_embeddings
+        weights = ModelWeights(tok_embeddings=embeddings, layers=weights.layers, norm=weights.norm, output=head)
         self.config, self.weights = config, weights
         self.cos, self.sin = rope_tables(config.head_dim, config.max_seq_len, config.rope_theta)  # [S_max, Dh/2]
 

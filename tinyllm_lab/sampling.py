@@ -78,21 +78,24 @@ def _most_probable(probs, n):  # [V] -> [n'] ids, n <= n' <= V
     return candidates[np.argsort(-probs[candidates], kind="stable")]
 
 
-def _nucleus(probs, p):  # [V] -> [n] ids, most probable first
-    """The ids top-p keeps: the shortest head of the sorted order whose mass reaches p of the total.
+def _nucleus(probs, p):  # [V] -> [n] ids, in id order
+    """The ids top-p keeps: the most probable first until their mass reaches p of the total (on a tie at the
+    cut, the lower ids first), exactly the head of `np.argsort(-probs, kind="stable")` that a full sort keeps.
 
-    Sorts only a head that can hold mass p: 64 ids first, 8 times more until their mass reaches p.
+    Sorts only the values that can be in it: the tokens under (1 - p) / V of the total hold less than 1 - p of
+    the mass together, so the nucleus lies among the others. And it sorts values (`np.sort`), not ids: the
+    cumulative mass of the sorted values is the same whatever order ties take, and the cut is a value.
     """
-    target = p * probs.sum()
-    n = 64
-    while True:
-        order = _most_probable(probs, n)
-        mass = np.cumsum(probs[order])                   # mass of the n most probable, n = 1..len(order)
-        if mass[-1] >= target or order.size == probs.size:
-            break
-        n *= 8
-    n_keep = min(int(np.searchsorted(mass, target)) + 1, order.size)  # first n with mass >= p
-    return order[:n_keep]
+    total = probs.sum()
+    head = np.sort(probs[probs >= (1 - p) * total / probs.size])[::-1]  # the candidates, largest first
+    mass = np.cumsum(head)                                     # mass of the n most probable, n = 1..len(head)
+    if mass[-1] < p * total:  # possible only by rounding: every value is a candidate
+        head = np.sort(probs)[::-1]
+        mass = np.cumsum(head)
+    n_keep = min(int(np.searchsorted(mass, p * total)) + 1, head.size)  # first n with mass >= p
+    keep = np.flatnonzero(probs >= head[n_keep - 1])           # down to the cut, its ties included
+    at_cut = np.flatnonzero(probs[keep] == head[n_keep - 1])
+    return np.delete(keep, at_cut[at_cut.size - (keep.size - n_keep):])  # too many ties: drop the higher ids
 
 
 def top_k_filter(probs, k):  # [V] -> [V]
@@ -150,12 +153,13 @@ def _kept(logits, temperature, top_k, top_p):  # [V] float32, settings with temp
     """The ids sampling may draw (in id order) and their probabilities, not yet renormalised: the work the
     settings ask for and no more (no top-k: no partition; no top-p: no sort)."""
     with np.errstate(over="ignore"):  # an overflow is reported just below, in words
-        scaled = logits.astype(np.float64) / temperature
-    if not (scaled < np.inf).all():  # softmax would turn the inf into nan and the draw into a wrong token
+        scaled = np.divide(logits, temperature, dtype=np.float64)  # logits / temperature, in float64
+    largest = scaled.max()
+    if largest == np.inf:  # softmax would turn the inf into nan and the draw into a wrong token
         raise ValueError(f"temperature {temperature} is too small for these logits: logits / temperature overflows "
                          f"float64 (largest |logit| {np.abs(logits[logits > -np.inf]).max():.3g}); "
                          f"use temperature=0 for greedy decoding")
-    probs = np.exp(scaled - scaled.max())  # softmax in float64 (day 1's softmax computes in float32): max first
+    probs = np.exp(scaled - largest)  # softmax in float64 (day 1's softmax computes in float32): max first
     probs /= probs.sum()
     ids = None  # None: every id
     if 0 < top_k < probs.size:
