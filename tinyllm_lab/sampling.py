@@ -87,13 +87,15 @@ def _nucleus(probs, p):  # [V] -> [n] ids, in id order
     cumulative mass of the sorted values is the same whatever order ties take, and the cut is a value.
     """
     total = probs.sum()
-    head = np.sort(probs[probs >= (1 - p) * total / probs.size])[::-1]  # the candidates, largest first
+    ids = np.flatnonzero(probs >= (1 - p) * total / probs.size)  # the candidates, in id order
+    head = np.sort(probs[ids])[::-1]                           # their probabilities, largest first
     mass = np.cumsum(head)                                     # mass of the n most probable, n = 1..len(head)
-    if mass[-1] < p * total:  # possible only by rounding: every value is a candidate
+    if mass[-1] < p * total:  # possible only by rounding: every id is a candidate
+        ids = np.arange(probs.size)
         head = np.sort(probs)[::-1]
         mass = np.cumsum(head)
     n_keep = min(int(np.searchsorted(mass, p * total)) + 1, head.size)  # first n with mass >= p
-    keep = np.flatnonzero(probs >= head[n_keep - 1])           # down to the cut, its ties included
+    keep = ids[probs[ids] >= head[n_keep - 1]]                 # down to the cut, its ties included
     at_cut = np.flatnonzero(probs[keep] == head[n_keep - 1])
     return np.delete(keep, at_cut[at_cut.size - (keep.size - n_keep):])  # too many ties: drop the higher ids
 
@@ -159,17 +161,19 @@ def _kept(logits, temperature, top_k, top_p):  # [V] float32, settings with temp
         raise ValueError(f"temperature {temperature} is too small for these logits: logits / temperature overflows "
                          f"float64 (largest |logit| {np.abs(logits[logits > -np.inf]).max():.3g}); "
                          f"use temperature=0 for greedy decoding")
-    probs = np.exp(scaled - largest)  # softmax in float64 (day 1's softmax computes in float32): max first
+    scaled -= largest  # softmax in float64 (day 1's softmax computes in float32): max first, in place
+    probs = np.exp(scaled, out=scaled)
     probs /= probs.sum()
-    ids = None  # None: every id
     if 0 < top_k < probs.size:
-        ids = _most_probable(probs, top_k)[:top_k]
-    if top_p < 1:  # top-p measured on what top-k kept
-        ids = _nucleus(probs, top_p) if ids is None else ids[_nucleus(probs[ids], top_p)]
-    if ids is None:
-        return np.flatnonzero(probs), probs[probs > 0]  # the ids whose exp did not underflow to 0
-    ids = np.sort(ids)
-    return ids[probs[ids] > 0], probs[ids][probs[ids] > 0]
+        ids = _most_probable(probs, top_k)[:top_k]             # most probable first
+        ids = np.sort(ids[_nucleus(probs[ids], top_p)] if top_p < 1 else ids)  # top-p measured on what top-k kept
+    elif top_p < 1:
+        ids = _nucleus(probs, top_p)                           # already in id order
+    else:
+        ids = np.arange(probs.size)
+    kept = probs[ids]
+    nonzero = kept > 0  # an exp may underflow to 0: never drawn
+    return (ids, kept) if nonzero.all() else (ids[nonzero], kept[nonzero])
 
 
 def next_token_probs(logits, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> [V] float64
