@@ -372,3 +372,15 @@ def test_cached_self_attention_computes_in_float32(dtype):
                                  cos, sin, H_, H_, KVCache(1, 8, H_, Dh_), 0)
     assert ours.dtype == np.float32
     np.testing.assert_array_equal(ours, as32)
+
+
+def test_each_heads_positions_are_contiguous_behind_the_position_first_view():
+    cache = KVCache(2, 16, 4, 8)  # seen as [n_layers, max_seq_len, K, Dh], stored [n_layers, K, max_seq_len, Dh]
+    assert cache.keys.shape == cache.values.shape == (2, 16, 4, 8)
+    for a in (cache.keys, cache.values):
+        assert a.strides == (4 * 16 * 8 * 4, 8 * 4, 16 * 8 * 4, 4)  # position after position within a head
+        assert a[1, :, 2].flags.c_contiguous  # layer 1, head 2: all 16 positions, one block
+    k = np.arange(3 * 4 * 8, dtype=np.float32).reshape(3, 4, 8)
+    keys, _ = cache.update(1, k, -k)
+    np.testing.assert_array_equal(keys, k)  # read back through the same view as written
+    np.testing.assert_array_equal(cache.keys[1, :3, 2], k[:, 2])

@@ -349,3 +349,26 @@ def test_a_huge_token_id_is_out_of_the_vocabulary(model):
     with pytest.raises(ValueError, match=r"forward: token ids \[1180591620717411303424\] are outside the vocabulary"):
         model.forward([2**70], cache)
     assert cache.pos == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# memory order (issue 11): the head stored column-major, same shapes and values, the caller's weights untouched
+
+@pytest.mark.parametrize("name", ["gqa", "mha-untied"])
+def test_model_stores_the_head_column_major_with_the_same_shape_and_values(name):
+    config = CONFIGS[name]
+    weights = random_weights(config, np.random.default_rng(0), std=0.2)
+    head_before = weights.output.copy()
+    model = Model(config, weights)
+    head = model.weights.output
+    assert head.shape == (config.vocab_size, config.dim) and head.dtype == np.float32
+    assert head.flags.f_contiguous and head.T.flags.c_contiguous  # x @ head.T reads head.T row by row
+    np.testing.assert_array_equal(head, head_before)
+    assert weights.output.flags.c_contiguous and weights.output is not head  # the caller's ModelWeights as given
+    if config.tie_embeddings:
+        assert model.weights.tok_embeddings is head  # still tied: one array
+    else:
+        assert model.weights.tok_embeddings is weights.tok_embeddings
+    assert model.weights.layers is weights.layers and model.weights.norm is weights.norm  # nothing else copied
+    check_weights(config, model.weights)
+
