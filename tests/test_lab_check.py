@@ -167,6 +167,53 @@ def _(x):
     return x * ex / (1 + ex)
 
 
+# day 1, the documented behaviour the notebook teaches: the dtype rule and the ValueErrors
+
+@wrong("linear.no_dtype_rule")
+def _(x, weight):
+    if x.shape[-1] != weight.shape[-1] or weight.ndim != 2:
+        raise ValueError(f"linear: x {x.shape} does not fit weight {weight.shape}")
+    return np.matmul(x, np.transpose(weight))
+
+
+@wrong("linear.no_shape_check")
+def _(x, weight):
+    x, weight = x.astype(np.float32), weight.astype(np.float32)
+    return np.matmul(x, weight.T)
+
+
+@wrong("softmax.whole_array")
+def _(x, axis=-1):
+    z = np.exp(x - x.max())
+    return z / z.sum()
+
+
+@wrong("softmax.no_distribution_check")
+def _(x, axis=-1):
+    x = np.asarray(x, dtype=np.float32)
+    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return z / z.sum(axis=axis, keepdims=True)
+
+
+@wrong("softmax.no_dtype_rule")
+def _(x, axis=-1):
+    m = x.max(axis=axis, keepdims=True)
+    if np.isnan(m).any() or np.isinf(m).any():
+        raise ValueError("softmax: a row is all -inf or holds nan/inf")
+    z = np.exp(x - m)
+    return z / z.sum(axis=axis, keepdims=True)
+
+
+@wrong("rms_norm.no_dtype_rule")
+def _(x, weight, eps=1e-5):
+    return weight * (x / np.sqrt((x * x).mean(-1, keepdims=True) + np.float32(eps)))
+
+
+@wrong("silu.no_dtype_rule")
+def _(x):
+    return x * (1 / (1 + np.exp(-x)))
+
+
 # day 2: rope_frequencies, rope_tables, apply_rope
 
 @wrong("rope_frequencies.missing_two")
@@ -756,7 +803,7 @@ def test_the_report_shows_the_case_inputs_first_difference_and_max_error():
     result = assert_diagnosed(WRONG["rms_norm.eps_outside_sqrt"], "rms_norm.eps_outside_sqrt")
     assert result.case == "a zero row and tiny rows"
     report = result.report
-    assert "failing on case 2 of 4, 'a zero row and tiny rows'" in report
+    assert "failing on case 2 of 5, 'a zero row and tiny rows'" in report
     assert "inputs: x [3, 16] float32, weight [16] float32" in report
     assert "first at index [1, 0]" in report and "max abs error" in report
     assert "eps is added after the square root" in report
@@ -816,6 +863,7 @@ def test_check_shows_no_warnings_for_an_overflowing_learner_function():
 
 def test_a_correct_learner_version_written_differently_passes():
     def rms_norm(x, weight, eps=1e-5):
+        x, weight = np.asarray(x, dtype=np.float32), np.asarray(weight, dtype=np.float32)  # the dtype rule
         return weight * x * (1.0 / np.sqrt(np.mean(x ** 2, axis=-1, keepdims=True) + eps))
 
     def apply_rope(x, cos, sin, positions):  # the complex-number form of Meta's code

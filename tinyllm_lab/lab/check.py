@@ -135,6 +135,7 @@ class CheckResult:
     diagnosis: str = None
     mistake: str = None
     report: str = ""
+    parts_failing: list = field(default_factory=list)  # the learner's own functions it uses that fail their checks
 
     def __repr__(self):
         return self.report
@@ -283,8 +284,21 @@ def _leaves(value):  # every array or scalar inside an output, in order
         yield value
 
 
+RETURNED_NONE = ("your function returned None: is a `return` missing? (A function whose body ends "
+                 "without `return ...` gives None, whatever it computed.)")
+DTYPE_RULE = ("the output is {got} for {got} input: the dtype rule (day 1, section 7) converts every "
+              "argument once, at entry, with `as_float32`, so the result is float32 whatever it is given.")
+
+
 def _generic_diagnosis(expected, got):  # -> str or None
+    if got is None and expected is not None:
+        return RETURNED_NONE
     pairs = list(zip(_leaves(expected), _leaves(got)))
+    if any(g is None and e is not None for e, g in pairs):
+        return RETURNED_NONE
+    if any(isinstance(e, np.ndarray) and isinstance(g, np.ndarray) and e.dtype == np.float32
+           and g.dtype == np.float16 and g.shape == e.shape for e, g in pairs):
+        return DTYPE_RULE.format(got="float16")
     for e, g in pairs:
         if isinstance(e, np.ndarray) and isinstance(g, np.ndarray):
             if e.dtype == np.float32 and g.dtype == np.float64 and _compare(e, g.astype(np.float32), 1e-5, 1e-4) is None:
@@ -373,14 +387,66 @@ def _diagnose(exercise, failing, outputs):  # -> the Mistake whose outputs match
     return best
 
 
+def _code_names(code):  # every global name a code object (and the lambdas, comprehensions inside it) reads
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names |= _code_names(const)
+    return names
+
+
+def _learners_parts(obj, name):  # -> [(exercise name, the learner's object)] that obj uses, directly or not
+    """The other exercises the learner's `obj` calls: functions and classes it reads from its globals
+    (its methods' too), followed through the learner's own code, never into the course's package."""
+    registry, found, seen, todo = exercises(), {}, set(), [obj]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen or str(getattr(current, "__module__", "")).startswith("tinyllm_lab"):
+            continue
+        seen.add(id(current))
+        functions = [current] if inspect.isfunction(current) else (
+            [m for m in vars(current).values() if inspect.isfunction(m)] if inspect.isclass(current) else [])
+        for function in functions:
+            for used in sorted(_code_names(function.__code__)):
+                value = function.__globals__.get(used)
+                if value is None or not (inspect.isfunction(value) or inspect.isclass(value)):
+                    continue
+                if used in registry and used != name and used not in found and value is not registry[used].reference:
+                    found[used] = value
+                todo.append(value)
+    return [(n, found[n]) for n in registry if n in found]  # in course order
+
+
 def check(obj, name=None):  # -> CheckResult
     """Check a learner's function or class against the course's, on cases chosen to catch real mistakes.
 
     The reference is found by `obj.__name__` (or `name`, to check a function under another name).
     Returns a CheckResult (`.passed`, `.status`, `.report`, ...), shown as its report in a notebook.
+    When it fails, the learner's own functions it uses (e.g. `block` inside `Model`) are checked
+    too, and those that fail are named in the report: the likely cause.
     Raises ValueError for a name that is not an exercise. Never raises because of the learner's
     code: an exception from it is reported.
     """
+    result = _check(obj, name)
+    if result.passed or result.status == "not started":
+        return result
+    failing = []
+    for part, impl in _learners_parts(obj, result.name):
+        part_result = _check(impl, part)
+        if part_result.status == "failing":
+            failing.append(part_result)
+    if failing:
+        lines = [f"  your own functions it uses fail their checks (the likely cause; fix them first): "
+                 f"{', '.join(r.name for r in failing)}"]
+        for r in failing:
+            said = f"diagnosis: {r.diagnosis}" if r.diagnosis else f"failing on case {r.case!r}"
+            lines.append(f"    check({r.name}): {said}")
+        result.report += "\n" + "\n".join(lines)
+        result.parts_failing = [r.name for r in failing]
+    return result
+
+
+def _check(obj, name=None):  # -> CheckResult: check without looking at the parts obj uses
     name = name or getattr(obj, "__name__", None)
     if name is None:
         raise ValueError(f"check: pass the function or class itself (e.g. check(rms_norm)); got {obj!r}")

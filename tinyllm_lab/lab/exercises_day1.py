@@ -15,6 +15,22 @@ def randn(seed, shape, scale=1.0, shift=0.0):  # seeded float32 normal numbers: 
     return (shift + scale * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
 
 
+def half_and_double(seed, shape, scale=1.0, shift=0.0):  # the same numbers as float16 and as float64
+    x = randn(seed, shape, scale, shift)
+    return x.astype(np.float16), x.astype(np.float64)
+
+
+def raises_value_error(call, *shapes):  # -> the output, or what the ValueError it raised says in words
+    """For the cases that feed bad input: a ValueError becomes a sentence (naming the given shapes or not);
+    any other outcome is returned as it is, so the check shows what came back instead."""
+    try:
+        return call()
+    except ValueError as error:
+        said = str(error).replace(" ", "")
+        named = all(str(tuple(s)).replace(" ", "") in said or str(list(s)).replace(" ", "") in said for s in shapes)
+        return "raises ValueError" + (" naming the shapes" if named else " (not naming the shapes)") * bool(shapes)
+
+
 # --- linear -----------------------------------------------------------------------------------
 
 def linear_no_transpose(x, weight):
@@ -29,6 +45,20 @@ def linear_flattens_leading_axes(x, weight):
     return x.reshape(-1, x.shape[-1]) @ weight.T
 
 
+def linear_no_dtype_rule(x, weight):  # the shape check, but no as_float32 at entry
+    if x.ndim == 0 or weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: x has shape {x.shape}, weight has shape {weight.shape}")
+    return x @ weight.T
+
+
+def linear_no_shape_check(x, weight):  # as_float32, but numpy's matmul error (or none) for bad shapes
+    return np.asarray(x, dtype=np.float32) @ np.asarray(weight, dtype=np.float32).T
+
+
+def linear_mismatch(linear):  # x [3, 8] with a weight [5, 6]: the in axes differ
+    return raises_value_error(lambda: linear(randn(8, (3, 8)), randn(9, (5, 6))), (3, 8), (5, 6))
+
+
 LINEAR = Exercise(1, "ops", "linear", cases=[
     Case("square weight", lambda linear: linear(randn(0, (4, 8)), randn(1, (8, 8))),
          note="with a square weight, x @ W and x @ W.T have the same shape: only the values tell them apart"),
@@ -36,6 +66,12 @@ LINEAR = Exercise(1, "ops", "linear", cases=[
     Case("rows", lambda linear: linear(randn(4, (3, 8)), randn(5, (6, 8)))),
     Case("leading axes", lambda linear: linear(randn(6, (2, 3, 8)), randn(7, (5, 8))),
          note="[..., in] -> [..., out]: every leading axis is kept"),
+    Case("float16 and float64 input", lambda linear: tuple(linear(x, w) for x, w in zip(
+        half_and_double(40, (3, 8)), half_and_double(41, (5, 8)))),
+         atol=1e-3, rtol=4e-3,  # two float16 computations differ by a float16 rounding
+         note="the dtype rule (day 1, section 7): float16 or float64 in, computed in float32, float32 out"),
+    Case("shapes that do not fit", linear_mismatch, inputs="x [3, 8] float32, weight [5, 6] float32",
+         note="x's last axis (8) is not weight's in axis (6): the course raises ValueError naming both shapes"),
 ], mistakes=[
     Mistake("linear.no_transpose",
             "x @ W instead of x @ W.T: the weight is stored [out, in] (row j holds the weights of output j), "
@@ -48,6 +84,14 @@ LINEAR = Exercise(1, "ops", "linear", cases=[
             "the leading axes were flattened to [N, in] and never restored: [..., in] -> [..., out] keeps every "
             "leading axis (x @ W.T does that by itself, no reshape needed).",
             linear_flattens_leading_axes),
+    Mistake("linear.no_dtype_rule",
+            "float16 or float64 input comes back float16 or float64: the dtype rule (day 1, section 7) converts "
+            "every argument once, at entry, with `as_float32`, so the result is always float32.",
+            linear_no_dtype_rule),
+    Mistake("linear.no_shape_check",
+            "shapes that do not fit give numpy's matmul error, which does not say which tensor is wrong: check "
+            "`x.shape[-1] == weight.shape[1]` first and raise ValueError naming both shapes.",
+            linear_no_shape_check),
 ])
 
 
@@ -73,6 +117,30 @@ def softmax_ignores_axis(x, axis=-1):
     return e / np.sum(e, axis=-1, keepdims=True)
 
 
+def softmax_whole_array(x, axis=-1):
+    e = np.exp(x - np.max(x))
+    return e / np.sum(e)
+
+
+def softmax_no_distribution_check(x, axis=-1):  # the stable formula, without the ValueError for a masked row
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def softmax_no_dtype_rule(x, axis=-1):  # every check, but no as_float32 at entry
+    x_max = np.max(x, axis=axis, keepdims=True)
+    if not np.all(np.isfinite(x_max)):
+        raise ValueError("softmax: a slice has no probability distribution")
+    e = np.exp(x - x_max)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def no_distribution(softmax, row):  # logits [2, 4] whose second row is `row`: the course raises ValueError
+    x = randn(16, (2, 4))
+    x[1] = row
+    return raises_value_error(lambda: softmax(x))
+
+
 def mixed_scale_rows():  # row 0 near 0, row 1 near 200: exp overflows in row 1 unless its own max is subtracted
     return np.stack([randn(12, 6), randn(13, 6, shift=200.0)])
 
@@ -87,6 +155,15 @@ SOFTMAX = Exercise(1, "ops", "softmax", cases=[
          note="-inf entries (masked) get probability exactly 0"),
     Case("axis=0", lambda softmax: softmax(randn(15, (5, 4)), axis=0),
          note="the probabilities run down each column: axis=0"),
+    Case("float16 and float64 input", lambda softmax: tuple(softmax(x) for x in half_and_double(17, (3, 8), 3.0)),
+         atol=1e-3, rtol=4e-3,  # two float16 computations differ by a float16 rounding
+         note="the dtype rule (day 1, section 7): float16 or float64 in, computed in float32, float32 out"),
+    Case("a row entirely -inf", lambda softmax: no_distribution(softmax, -np.inf),
+         inputs="x [2, 4] float32, its second row all -inf",
+         note="every entry masked: 0 / 0 has no distribution, so the course raises ValueError instead of nan"),
+    Case("a nan logit", lambda softmax: no_distribution(softmax, [0.5, np.nan, 1.0, 2.0]),
+         inputs="x [2, 4] float32, a nan in its second row",
+         note="a nan has no distribution: the course raises ValueError instead of returning nan"),
 ], mistakes=[
     Mistake("softmax.no_max_subtraction",
             "exp(x) without subtracting the maximum first: exp overflows to inf for logits above 88.7, and "
@@ -103,6 +180,19 @@ SOFTMAX = Exercise(1, "ops", "softmax", cases=[
     Mistake("softmax.ignores_axis",
             "the axis argument is ignored: it always normalizes the last axis. Use axis=axis in the max and the sum.",
             softmax_ignores_axis),
+    Mistake("softmax.whole_array",
+            "the softmax is taken over the whole array (np.max(x) and np.sum(e) with no axis) instead of along "
+            "the axis: every row must sum to 1 on its own. Pass axis=axis, keepdims=True to the max and the sum.",
+            softmax_whole_array),
+    Mistake("softmax.no_distribution_check",
+            "a slice with no distribution (every entry -inf, or a nan) comes back as nan: the course checks the "
+            "maximum of each slice and raises ValueError (`not np.all(np.isfinite(x_max))`), so a fully masked "
+            "row is an error you see, not nan flowing into the model.",
+            softmax_no_distribution_check),
+    Mistake("softmax.no_dtype_rule",
+            "float16 or float64 input comes back float16 or float64: the dtype rule (day 1, section 7) converts "
+            "x once, at entry, with `as_float32`, so the result is always float32.",
+            softmax_no_dtype_rule),
 ])
 
 
@@ -137,6 +227,10 @@ def rms_norm_float64_eps(x, weight, eps=1e-5):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + np.float64(eps)) * weight
 
 
+def rms_norm_no_dtype_rule(x, weight, eps=1e-5):  # no as_float32 at entry
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + np.float32(eps)) * weight
+
+
 def tiny_rows():  # a zero row and rows of length ~4e-3, where eps dominates the mean square
     x = randn(22, (3, 16), scale=1e-3)
     x[0] = 0.0
@@ -151,6 +245,10 @@ RMS_NORM = Exercise(1, "ops", "rms_norm", cases=[
          note="a larger eps, passed as an argument"),
     Case("leading axes", lambda rms_norm: rms_norm(randn(26, (2, 3, 8), scale=3.0), randn(27, 8, shift=1.0)),
          note="[..., D]: each vector along the last axis is normalized on its own"),
+    Case("float16 and float64 input", lambda rms_norm: tuple(rms_norm(x, w) for x, w in zip(
+        half_and_double(28, (3, 16), 2.0), half_and_double(29, 16, shift=1.0))),
+         atol=1e-3, rtol=4e-3,  # two float16 computations differ by a float16 rounding
+         note="the dtype rule (day 1, section 7): float16 or float64 in, computed in float32, float32 out"),
 ], mistakes=[
     Mistake("rms_norm.eps_outside_sqrt",
             "eps is added after the square root, x / (sqrt(mean(x^2)) + eps); the course (Meta, torch) puts it "
@@ -177,6 +275,10 @@ RMS_NORM = Exercise(1, "ops", "rms_norm", cases=[
             "computed in float64: a float64 numpy scalar such as np.float64(eps) promotes the float32 arrays "
             "(numpy 2, day 1 section 2). Use np.float32(eps) or the plain Python float.",
             rms_norm_float64_eps),
+    Mistake("rms_norm.no_dtype_rule",
+            "float16 or float64 input comes back float16 or float64 (and float16 computes x * x in float16): the "
+            "dtype rule (day 1, section 7) converts x and weight once, at entry, with `as_float32`.",
+            rms_norm_no_dtype_rule),
 ])
 
 
@@ -194,10 +296,17 @@ def silu_exp_ratio(x):
     return x * np.exp(x) / (1 + np.exp(x))
 
 
+def silu_no_dtype_rule(x):  # no as_float32 at entry
+    return x / (1 + np.exp(-x))
+
+
 SILU = Exercise(1, "ops", "silu", cases=[
     Case("moderate values", lambda silu: silu(randn(30, (4, 8), scale=3.0))),
     Case("huge values", lambda silu: silu(np.array([-1000.0, -100.0, -1.0, 0.0, 1.0, 100.0, 1000.0], np.float32)),
          note="exp(1000) overflows float32 to inf"),
+    Case("float16 and float64 input", lambda silu: tuple(silu(x) for x in half_and_double(31, (3, 8), 3.0)),
+         atol=1e-3, rtol=4e-3,  # two float16 computations differ by a float16 rounding
+         note="the dtype rule (day 1, section 7): float16 or float64 in, computed in float32, float32 out"),
 ], mistakes=[
     Mistake("silu.sigmoid_only",
             "returns sigmoid(x) = 1 / (1 + exp(-x)); SiLU is x times that: x * sigmoid(x) = x / (1 + exp(-x)).",
@@ -210,6 +319,10 @@ SILU = Exercise(1, "ops", "silu", cases=[
             "sigmoid written as exp(x) / (1 + exp(x)): for large x both overflow to inf and inf / inf = nan. "
             "x / (1 + exp(-x)) only overflows where the limit is right (x / inf = -0).",
             silu_exp_ratio),
+    Mistake("silu.no_dtype_rule",
+            "float16 or float64 input comes back float16 or float64: the dtype rule (day 1, section 7) converts "
+            "x once, at entry, with `as_float32`, so the result is always float32.",
+            silu_no_dtype_rule),
 ])
 
 
