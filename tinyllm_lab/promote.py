@@ -117,6 +117,13 @@ def main(argv=None):
     parser.add_argument("notebooks", nargs="*", help="promote only these notebooks' modules (default: all)")
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 if anything differs")
     args = parser.parse_args(argv)
+    if not args.check and any((folder / ".lab.json").is_file() for folder in (Path.cwd(), *Path.cwd().parents)):
+        # a lab workspace: this command would promote the course's notebooks/ into tinyllm_lab/, not yours
+        print("python -m tinyllm_lab.promote: error: this is the lab's workspace: this command promotes the course's "
+              "notebooks (notebooks/) into tinyllm_lab/, not your exercise notebooks. Promote yours into my_tinyllm/ "
+              "with `python -m tinyllm_lab.lab promote dayN` (or the promotion cell at the end of the notebook).",
+              file=sys.stderr)
+        return 2
     if args.check:
         problems = check()
         print("\n".join(problems) if problems else "every promoted module matches its notebook")

@@ -10,12 +10,43 @@
 """
 
 import argparse
+import os
 import sys
 
 from tinyllm_lab.lab import workspace as ws
 
 
-def main(argv=None):
+def _silence_stdout():  # what is still buffered can never be written: send it to /dev/null so exit cannot fail
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
+def _say(text):  # print and flush now, so a refusing stdout is noticed here (and not at exit)
+    print(text)
+    sys.stdout.flush()
+
+
+def main(argv=None):  # -> exit status; never a traceback: `| head` ends quietly, a full disk in one line
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # e.g. `| head`: the reader left; stop quietly, like the engine's command line
+        _silence_stdout()
+        return 0
+    except OSError as error:  # e.g. `> /dev/full`
+        try:
+            print(f"python -m tinyllm_lab.lab: error: cannot write the output: {error.strerror or error}",
+                  file=sys.stderr, flush=True)
+        except OSError:
+            pass
+        _silence_stdout()
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tinyllm_lab.lab", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.split("\n")[2:]))
@@ -36,15 +67,15 @@ def main(argv=None):
     workspace = ws.workspace_dir(args.workspace) if args.workspace else ws.DEFAULT_WORKSPACE
     try:
         if args.command == "workspace":
-            print(f"workspace: {workspace}")
-            print("\n".join(ws.make_workspace(workspace, replace=args.replace)))
+            _say(f"workspace: {workspace}")
+            _say("\n".join(ws.make_workspace(workspace, replace=args.replace)))
         elif args.command == "promote":
-            print(ws.promote_day(args.day, workspace))
+            _say(ws.promote_day(args.day, workspace))
         elif args.command == "progress":
             from tinyllm_lab.lab.progress import progress
-            print(progress(workspace).report)
+            _say(progress(workspace).report)
         elif args.command == "reset":
-            print(ws.reset(args.day, args.name, workspace))
+            _say(ws.reset(args.day, args.name, workspace))
     except (FileNotFoundError, ValueError) as error:
         print(f"python -m tinyllm_lab.lab {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -113,6 +113,12 @@ def _block_layer_0(x, layer, config, cos, sin, cache, i, maps=None):
     return h + _ffn(rms_norm(h, layer.ffn_norm, config.norm_eps), layer)
 
 
+def _block_norm_as_residual(x, layer, config, cos, sin, cache, i, maps=None):
+    normed = rms_norm(x, layer.attention_norm, config.norm_eps)
+    h = normed + _attention(normed, layer, config, cos, sin, cache, i, maps)
+    return h + _ffn(rms_norm(h, layer.ffn_norm, config.norm_eps), layer)
+
+
 BLOCK = Exercise(5, "model", "block", cases=[
     Case("prefill of 6 tokens into layer 1 of an empty cache", _block_prefill,
          inputs="x [6, 32] float32, layer 1 of the tiny GQA model (H=4, K=2, Dh=8), an empty 2-layer cache, i=1; "
@@ -150,6 +156,11 @@ BLOCK = Exercise(5, "model", "block", cases=[
             "every block writes layer 0 of the cache: pass the block's own index `i` to `cached_self_attention`, "
             "so that layer i keeps its own keys and values.",
             _block_layer_0),
+    Mistake("block.norm_as_residual",
+            "the normed copy is used as the residual: `h = norm(x) + attention(norm(x))` instead of "
+            "`h = x + attention(norm(x))`. The norm only feeds the branch; the stream itself (x) is what is "
+            "added to, and it is never normalised.",
+            _block_norm_as_residual),
 ])
 
 

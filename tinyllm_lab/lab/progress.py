@@ -102,7 +102,9 @@ def progress(workspace=None):  # -> Progress
             if "*" in stand_ins:
                 rows.append(Row(day, module, name, "not started", f"day {day} not promoted yet"))
             elif name in stand_ins:
-                rows.append(Row(day, module, name, "not started", "still a stub (the course's stands in)"))
+                why = getattr(mod, "__lab_stand_in_why__", {}).get(name, "")
+                why = why if why and why != "is not written yet" and not why.startswith("still has") else "still a stub"
+                rows.append(Row(day, module, name, "not started", f"{why} (the course's stands in)"))
             elif not hasattr(mod, name):
                 rows.append(Row(day, module, name, "not started", f"not in {ws.PACKAGE}/{module}.py"))
             elif name not in checkable:  # the syllabus lists it but no exercises_dayN.py checks it

@@ -733,6 +733,9 @@ def trace(package="my_tinyllm", *, config=None, weights=None, tokens=None, decod
     learner_modules = _load(package)
     config, weights = _model_inputs(config, weights)
     prompt = _prompt(config, tokens, decode_steps)
+    not_started = _course_model_stands_in(learner_modules)
+    if not_started is not None:
+        return not_started
     ref_modules = {m: importlib.import_module(f"tinyllm_lab.{m}") for m in MODULES}
 
     feeds = _greedy_feeds(config, weights, prompt, decode_steps)
@@ -770,6 +773,30 @@ def trace(package="my_tinyllm", *, config=None, weights=None, tokens=None, decod
                        max_error=diff["max_error"], expected_shape=tuple(ref.steps[s][(layer, name)].value.shape),
                        got_shape=got_shape, diagnosis=diagnosis, mistake=mistake, function=function or where,
                        check=check_result, compared=matched, not_captured=missing)
+
+
+def _stand_ins(module):  # -> the names a module of the lab's learner package stands in for (("*",): all of it)
+    return tuple(getattr(module, "__lab_stand_ins__", ()))
+
+
+def _course_model_stands_in(learner_modules):  # -> a "not started" TraceResult, or None when the learner's model runs
+    """Before day 5 is promoted, the learner's model.py is the course's (a stand-in): its Model calls the
+    course's functions only, so a trace would compare the course with itself. Say so, and name what is
+    the learner's so far."""
+    model = learner_modules["model"]
+    stood_in = _stand_ins(model)
+    if "*" not in stood_in and "Model" not in stood_in:
+        return None
+    pkg = model.__name__.rsplit(".", 1)[0]
+    why = (f"{pkg}/model.py is still the course's (day 5 is not promoted yet)" if "*" in stood_in
+           else f"{pkg}.model.Model is still the course's (its methods are stubs)")
+    yours = [name for name, module in learner_modules.items() if "*" not in _stand_ins(module)]
+    lines = [f"trace({pkg}): not started: {why}, so none of your model code would run: the course's Model "
+             f"calls only the course's functions, and comparing it with itself tells nothing.",
+             f"  your modules so far: {', '.join(f'{pkg}/{n}.py' for n in yours) if yours else 'none'} "
+             f"(the others are still the course's)",
+             "  write Model (and block) in day 5, promote it (`python -m tinyllm_lab.lab promote day5`), then trace again."]
+    return TraceResult(False, "\n".join(lines), "not started", function=f"{model.__name__}.Model")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -296,6 +296,20 @@ if stood_in:
     print("Still the course's in your package (not written yet):", ", ".join(stood_in))'''
 
 
+CHECK_IMPORT = "from tinyllm_lab.lab import check  # check(fn): your function against the course's\n"
+
+
+def rewrite_prose(text, modules, day):  # str (markdown) -> str: the solution's promotion described as the learner's
+    """`tinyllm_lab/ops.py` -> `my_tinyllm/ops.py` (for promoted modules) and the course's promotion command
+    `python -m tinyllm_lab.promote ...` -> `python -m tinyllm_lab.lab promote dayN`: in the workspace, a
+    learner's cells are promoted into their own package, never into the course's."""
+    if modules:
+        names = "|".join(sorted(map(re.escape, modules), key=len, reverse=True))
+        text = re.sub(rf"\btinyllm_lab/({names})\.py\b", rf"{PACKAGE}/\1.py", text)
+    return re.sub(r"python -m tinyllm_lab\.promote(?:[ \t]+(?:--check|[\w.-]+\.ipynb))*",
+                  f"python -m tinyllm_lab.lab promote day{day}", text)
+
+
 def generate(notebook, modules=None, day=None):  # -> nbformat NotebookNode
     """The exercise notebook for one solution notebook (see the module docstring).
 
@@ -332,6 +346,12 @@ def generate(notebook, modules=None, day=None):  # -> nbformat NotebookNode
             cell.source = rewrite_imports(cell.source, modules)
         cells.append(cell)
         cells.extend(checks)
+    for cell in cells:
+        if cell.cell_type == "markdown":
+            cell.source = rewrite_prose(cell.source, modules, day)
+    first_code = next((c for c in cells if c.cell_type == "code"), None)
+    if wanted and first_code is not None:  # a check cell run after this one finds `check`, whatever came before
+        first_code.source = CHECK_IMPORT + first_code.source
     missing = [name for name in wanted if name not in found]
     if missing:
         raise ValueError(f"{notebook.name}: the syllabus lists {', '.join(missing)} for day {day}, but no "
@@ -404,6 +424,7 @@ def stand_in(namespace, module, names):
         namespace[name] = getattr(reference, name)
         print(f"[{PACKAGE}] {module}.{name} {why}: using the course's tinyllm_lab.{module}.{name}", file=sys.stderr)
     namespace["__lab_stand_ins__"] = tuple(names)
+    namespace["__lab_stand_in_why__"] = dict(names)  # progress says why, e.g. a cell that lost its marker line
 
 
 def _stand_ins(source, module):  # -> {name: why} for the exercises of `module` still stubs in `source`
@@ -419,6 +440,15 @@ def _stand_ins(source, module):  # -> {name: why} for the exercises of `module` 
         elif is_stub(node):
             out[name] = "is not written yet"
     return out
+
+
+class NotSaved(ValueError):
+    """Promotion refused: the kernel ran other versions of the promoted functions than the saved notebook holds.
+
+    In a notebook it shows as its one-line message, without a traceback into the lab's code."""
+
+    def _render_traceback_(self):  # IPython shows these lines instead of the traceback
+        return [f"{type(self).__name__}: {self}"]
 
 
 def _not_as_saved(path, namespace):  # -> [names] of promoted defs whose running version is not the saved one
@@ -471,7 +501,7 @@ def promote_day(notebook, workspace=None, namespace=None):  # -> str: one line p
     path = find_notebook(workspace, notebook)
     stale = _not_as_saved(path, namespace) if namespace is not None else []
     if stale:
-        raise ValueError(f"nothing promoted: {', '.join(stale)} in the saved {path.name} is not what this kernel "
+        raise NotSaved(f"nothing promoted: {', '.join(stale)} in the saved {path.name} is not what this kernel "
                          f"ran. Save the notebook (Ctrl+S), run the cells that define them (and their checks), "
                          f"then this cell again.")
     modules = set(promoted_modules(NOTEBOOKS)) | set(promote.promoted_cells(path))
@@ -479,9 +509,26 @@ def promote_day(notebook, workspace=None, namespace=None):  # -> str: one line p
     _refuse_course_path(package)
     package.mkdir(parents=True, exist_ok=True)
     lines = []
-    for module, sources in promote.promoted_cells(path).items():
+    day = notebook_day(path)
+    cells = promote.promoted_cells(path)
+    course = [m for m, nb in promoted_modules(NOTEBOOKS).items() if nb == path.name.replace(".new.ipynb", ".ipynb")]
+    for module in course:
+        if module not in cells:  # every `#| promote: MODULE` line of this module was removed
+            target = package / f"{module}.py"
+            _refuse_course_path(target)
+            target.write_text(PLACEHOLDER.format(module=module, notebook=path.name), encoding="utf-8")
+            sys.modules.pop(f"{PACKAGE}.{module}", None)
+            lost = [n for d, m, n in syllabus.exercises(day) if m == module] if day in syllabus.EXERCISES else []
+            lines.append(f"{PACKAGE}/{module}.py: no cell of {path.name} starts with `{promote.MARKER} {module}` "
+                         f"(was that first line removed?): the course's module stands in whole"
+                         + (f", for {', '.join(lost)} too" if lost else "")
+                         + f". Put the line `{promote.MARKER} {module}` back at the top of the cells that define them.")
+    for module, sources in cells.items():
         text = rewrite_imports(promote.render(path, module, sources, header=LEARNER_HEADER), modules)
         stubs = _stand_ins(text, module)
+        defined = top_level_definitions(text)
+        absent = [n for d, m, n in syllabus.exercises() if m == module and d == day and n not in defined]
+        stubs.update({n: f"was not found in your `{promote.MARKER} {module}` cells" for n in absent})
         if stubs:
             text += ("\n\n# Still stubs: the course's stand in for them, with a notice, until you write them.\n"
                      "from tinyllm_lab.lab.workspace import stand_in\n\n"
@@ -492,8 +539,14 @@ def promote_day(notebook, workspace=None, namespace=None):  # -> str: one line p
         sys.modules.pop(f"{PACKAGE}.{module}", None)
         done = [name for _, m, name in syllabus.exercises() if m == module and name not in stubs
                 and name in top_level_definitions(text)]
-        note = f"yours: {', '.join(done) or 'no exercise'}" + (f"; still the course's: {', '.join(stubs)}" if stubs else "")
+        note = f"yours: {', '.join(done) or 'no exercise'}" + (
+            f"; still the course's: {', '.join(n for n in stubs if n not in absent)}" if set(stubs) - set(absent) else "")
         lines.append(f"{PACKAGE}/{module}.py <- {path.name} ({note})")
+        if absent:
+            lines.append(f"  {', '.join(absent)}: no `{promote.MARKER} {module}` cell defines "
+                         f"{'it' if len(absent) == 1 else 'them'} (a cell without that first line is not promoted): "
+                         f"the course's stands in. Put `{promote.MARKER} {module}` back as the first line of the cell "
+                         f"that defines {'it' if len(absent) == 1 else 'them'}, save, and promote again.")
     return "\n".join(lines) if lines else f"{path.name} has no `{promote.MARKER}` cells"
 
 
@@ -574,21 +627,58 @@ def make_workspace(workspace=None, notebook_dir=NOTEBOOKS, replace=()):  # -> [r
                              f"(your version is kept as a backup)")
                 continue
         nb = generate(source, modules)
+        generated = _cell_hash(nb)  # before any of the learner's code is carried over: theirs counts as an edit
         action = "created"
         if target.exists():
             if wants_replace:
                 backup = _beside(target, "backup-" + time.strftime("%Y%m%d-%H%M%S"))
                 backup.write_bytes(target.read_bytes())
+                carried, left = carry_over(nbformat.read(target, as_version=4), nb, notebook_day(name))
                 action = f"replaced by the course's current version (yours is kept as {backup.name})"
+                if carried:
+                    action += f"; your {', '.join(carried)} carried over into it"
+                if left:
+                    action += (f"; NOT carried over (no longer an exercise cell of the new version): "
+                               f"{', '.join(left)}: copy what you need from {backup.name}")
             else:
                 action = "updated to the course's current version (you had not edited it)"
         nbformat.write(nb, target)
         _beside(target, "new").unlink(missing_ok=True)
-        state["notebooks"][name] = {"source": source_hash, "generated": _cell_hash(nb)}
+        state["notebooks"][name] = {"source": source_hash, "generated": generated}
         lines.append(f"{name}: {action}")
     lines += ensure_package(workspace, modules)
     _write_state(workspace, state)
     return lines
+
+
+def _written_by_learner(node):  # a def the learner wrote (not a stub); a class with at least one written method
+    if isinstance(node, ast.ClassDef):
+        methods = [m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        return any(not is_stub(m) for m in methods)
+    return not is_stub(node)
+
+
+def carry_over(old, new, day):  # -> ([names carried over], [names that could not be])
+    """Put the learner's written exercises of notebook `old` into the freshly generated `new` (in place).
+
+    Each exercise of `day` that the learner wrote (not a stub) in a code cell of `old` replaces its stub
+    in the cell of `new` that defines it. An exercise the new version no longer defines is not carried
+    (the caller keeps the old notebook as a backup)."""
+    carried, left = [], []
+    for _, name in syllabus.EXERCISES.get(day, []):
+        mine = next((definition_text(c.source, name) for c in old.cells if c.cell_type == "code"
+                     and name in top_level_definitions(c.source)
+                     and _written_by_learner(top_level_definitions(c.source)[name])), None)
+        if mine is None:
+            continue
+        cell = next((c for c in new.cells if c.cell_type == "code" and c.source.startswith(promote.MARKER)
+                     and name in top_level_definitions(c.source)), None)
+        if cell is None:
+            left.append(name)
+            continue
+        cell.source = replace_definition(cell.source, name, mine)
+        carried.append(name)
+    return carried, left
 
 
 def reset(day, name, workspace=None, notebook_dir=NOTEBOOKS):  # -> str: what was done
@@ -620,7 +710,11 @@ def reset(day, name, workspace=None, notebook_dir=NOTEBOOKS):  # -> str: what wa
     backups = workspace / "backups"
     backups.mkdir(exist_ok=True)
     backup = backups / f"day{number}_{name}-{time.strftime('%Y%m%d-%H%M%S')}.py"
-    backup.write_text(f"# Your {name} from {path.name}, before `reset` put the stub back.\n{mine}\n", encoding="utf-8")
+    backup.write_text(f"{promote.MARKER} {module}\n"
+                      f"# Your {name} from {path.name}, before `reset` put the stub back. To restore it, paste this\n"
+                      f"# file into the cell that defines {name}, replacing the stub, and keep the first line\n"
+                      f"# `{promote.MARKER} {module}` at the top of that cell: only cells that start with it are promoted.\n"
+                      f"{mine}\n", encoding="utf-8")
     cell.source = replace_definition(cell.source, name, stub)
     nbformat.write(nb, path)
     return (f"{name} in {path.name} is its stub again; your version is in {backup.relative_to(workspace)}. "
