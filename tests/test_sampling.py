@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from tinyllm_lab.sampling import (_most_probable, check_rng, check_sampling, next_token_probs, sample, top_k_filter,
+from tinyllm_lab.sampling import (_first_reaching, _most_probable, check_rng, check_sampling, next_token_probs, sample, top_k_filter,
                                   top_p_filter)
 
 
@@ -455,3 +455,44 @@ def test_top_p_filter_cuts_through_ties_keeping_the_lower_ids(p):
     expected = np.zeros_like(probs)
     expected[order[:n_keep]] = probs[order[:n_keep]]
     np.testing.assert_array_equal(top_p_filter(probs, p), expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# the running sum behind the nucleus cut and the draw: whole blocks first, then one block
+
+def test_first_reaching_known_answer():
+    values = np.array([0.5, 0.25, 0.125, 0.125])
+    assert _first_reaching(values, 0.7) == 1                  # 0.5 < 0.7 <= 0.75
+    assert _first_reaching(values, 0.75) == 1                 # "left": the first running sum >= target
+    assert _first_reaching(values, 0.75, side="right") == 2   # "right": the first running sum > target
+    assert _first_reaching(values, 1.5) == 4                  # never reached: n
+
+
+@pytest.mark.parametrize("n", [1, 511, 512, 513, 1024, 1500, 5000])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_first_reaching_is_searchsorted_of_the_cumsum(n, side):
+    values = np.random.default_rng(n).random(n)
+    running = np.cumsum(values)
+    # targets in every block, on running sums themselves (ties with "left"/"right"), and past the total
+    targets = [0.0, *running[::97], *(running[::97] * (1 - 1e-9)), running[-1] * 0.5, running[-1] * 1.01]
+    for target in targets:
+        expected = int(np.searchsorted(running, target, side))
+        assert abs(_first_reaching(values, target, side) - expected) <= 1  # on a running sum: rounding decides
+        if not np.isin(target, running):
+            assert _first_reaching(values, target, side) == expected
+
+
+def test_first_reaching_uses_the_first_block_that_reaches_the_target():
+    values = np.zeros(2048)
+    values[[3, 700, 1500]] = 1.0  # running sum 1 from id 3, 2 from id 700, 3 from id 1500
+    assert [_first_reaching(values, t) for t in (0.5, 1.0, 1.5, 2.5, 3.0, 3.5)] == [3, 3, 700, 1500, 1500, 2048]
+    assert [_first_reaching(values, t, side="right") for t in (0.0, 1.0, 2.0)] == [3, 700, 1500]
+
+
+def test_a_subnormal_temperature_with_negative_logits_raises_instead_of_nan():
+    # 1 / 1e-309 overflows: (logits - max) * (1 / temperature) would be 0 * inf = nan at the max
+    z = np.array([-1.0, -2.0, -3.0], dtype=np.float32)
+    with pytest.raises(ValueError, match=r"temperature 1e-309 is too small for these logits"):
+        sample(z, np.random.default_rng(0), 1e-309)
+    with pytest.raises(ValueError, match=r"temperature 1e-309 is too small for these logits"):
+        next_token_probs(z, 1e-309)

@@ -78,7 +78,26 @@ def _most_probable(probs, n):  # [V] -> [n'] ids, n <= n' <= V
     return candidates[np.argsort(-probs[candidates], kind="stable")]
 
 
-def _nucleus(probs, p):  # [V] -> [n] ids, in id order
+def _first_reaching(values, target, side="left", block=512):  # [n], float -> int in 0..n
+    """`np.searchsorted(np.cumsum(values), target, side)`: the first i whose running sum `values[:i + 1].sum()`
+    reaches target (side "left": >= target, "right": > target), n if none. `[.5, .25, .125, .125]`, 0.7 -> 1.
+
+    np.cumsum is a sequential loop (about 3 ns a value, as long as sorting them): beyond `block` values, the
+    sums of whole blocks (vectorised) find the block where the running sum reaches target, and only that block
+    is added up one value at a time. Same running sums up to rounding (~1e-16 of the total).
+    """
+    if values.size <= block:
+        return int(values.cumsum().searchsorted(target, side))
+    starts = np.arange(0, values.size, block)
+    ends = np.add.reduceat(values, starts).cumsum()  # the running sum at the end of each block
+    j = int(ends.searchsorted(target, side))         # the block where it reaches target
+    if j == ends.size:
+        return values.size
+    running = values[starts[j]:starts[j] + block].cumsum() + (ends[j - 1] if j > 0 else 0.0)
+    return int(starts[j] + running.searchsorted(target, side))
+
+
+def _nucleus(probs, p):  # [V] -> ids [n] in id order, their probs [n]
     """The ids top-p keeps: the most probable first until their mass reaches p of the total (on a tie at the
     cut, the lower ids first), exactly the head of `np.argsort(-probs, kind="stable")` that a full sort keeps.
 
@@ -88,16 +107,18 @@ def _nucleus(probs, p):  # [V] -> [n] ids, in id order
     """
     total = probs.sum()
     ids = np.flatnonzero(probs >= (1 - p) * total / probs.size)  # the candidates, in id order
-    head = np.sort(probs[ids])[::-1]                           # their probabilities, largest first
-    mass = np.cumsum(head)                                     # mass of the n most probable, n = 1..len(head)
-    if mass[-1] < p * total:  # possible only by rounding: every id is a candidate
-        ids = np.arange(probs.size)
+    values = probs[ids]
+    head = np.sort(values)[::-1]                               # their probabilities, largest first
+    n_keep = _first_reaching(head, p * total) + 1              # the first n whose mass reaches p
+    if n_keep > head.size:  # possible only by rounding: every id is a candidate
+        ids, values = np.arange(probs.size), probs
         head = np.sort(probs)[::-1]
-        mass = np.cumsum(head)
-    n_keep = min(int(np.searchsorted(mass, p * total)) + 1, head.size)  # first n with mass >= p
-    keep = ids[probs[ids] >= head[n_keep - 1]]                 # down to the cut, its ties included
-    at_cut = np.flatnonzero(probs[keep] == head[n_keep - 1])
-    return np.delete(keep, at_cut[at_cut.size - (keep.size - n_keep):])  # too many ties: drop the higher ids
+        n_keep = min(_first_reaching(head, p * total) + 1, head.size)
+    keep = np.flatnonzero(values >= head[n_keep - 1])          # down to the cut, its ties included
+    if keep.size > n_keep:  # too many ties at the cut: drop the higher ids
+        at_cut = np.flatnonzero(values[keep] == head[n_keep - 1])
+        keep = np.delete(keep, at_cut[at_cut.size - (keep.size - n_keep):])
+    return ids[keep], values[keep]
 
 
 def top_k_filter(probs, k):  # [V] -> [V]
@@ -132,13 +153,13 @@ def top_p_filter(probs, p):  # [V] -> [V]
         raise ValueError(f"top_p_filter: p must be in (0, 1] (1 keeps all), got {p}")
     if p >= 1.0:
         return probs
-    keep = _nucleus(probs, p)
+    keep, kept = _nucleus(probs, p)
     out = np.zeros_like(probs)
-    out[keep] = probs[keep]
+    out[keep] = kept
     return out
 
 
-def _checked_logits(logits):  # [V] -> [V] float32; raise unless some token is possible
+def _checked_logits(logits):  # [V] -> [V] float32, its largest value; raise unless some token is possible
     logits = as_float32(logits, "logits")
     if logits.ndim != 1 or logits.size == 0:
         raise ValueError(f"logits must be a non-empty [V] vector, got shape {logits.shape}")
@@ -148,30 +169,32 @@ def _checked_logits(logits):  # [V] -> [V] float32; raise unless some token is p
         raise ValueError(f"logits contain nan or +inf at ids {bad[:10].tolist()}: they define no distribution")
     if largest == -np.inf:  # greedy would silently answer 0
         raise ValueError("logits are all -inf: every token has probability 0, so there is no next token")
-    return logits
+    return logits, largest
 
 
-def _kept(logits, temperature, top_k, top_p):  # [V] float32, settings with temperature > 0 -> ids [n], probs [n]
-    """The ids sampling may draw (in id order) and their probabilities, not yet renormalised: the work the
-    settings ask for and no more (no top-k: no partition; no top-p: no sort)."""
-    with np.errstate(over="ignore"):  # an overflow is reported just below, in words
-        scaled = np.divide(logits, temperature, dtype=np.float64)  # logits / temperature, in float64
-    largest = scaled.max()
-    if largest == np.inf:  # softmax would turn the inf into nan and the draw into a wrong token
-        raise ValueError(f"temperature {temperature} is too small for these logits: logits / temperature overflows "
-                         f"float64 (largest |logit| {np.abs(logits[logits > -np.inf]).max():.3g}); "
-                         f"use temperature=0 for greedy decoding")
-    scaled -= largest  # softmax in float64 (day 1's softmax computes in float32): max first, in place
-    probs = np.exp(scaled, out=scaled)
-    probs /= probs.sum()
-    if 0 < top_k < probs.size:
-        ids = _most_probable(probs, top_k)[:top_k]             # most probable first
-        ids = np.sort(ids[_nucleus(probs[ids], top_p)] if top_p < 1 else ids)  # top-p measured on what top-k kept
+def _kept(logits, largest, temperature, top_k, top_p):  # [V] float32, its max, settings (temperature > 0)
+    """-> ids [n], weights [n]: the ids sampling may draw (in id order) and their softmax numerators
+    exp((logit - largest) / temperature), in float64. Not divided by the softmax's sum: top-k and top-p measure
+    mass relative to the total, and the caller renormalises what is kept. Only the work the settings ask for
+    (no top-k: no partition; no top-p: no sort)."""
+    with np.errstate(over="ignore"):  # an overflow is reported just below, in words, or is a weight of 0
+        inverse = np.float64(1.0) / temperature
+        if not (inverse < np.inf and largest * inverse < np.inf):  # no softmax of logits / temperature in float64
+            raise ValueError(f"temperature {temperature} is too small for these logits: logits / temperature "
+                             f"overflows float64 (largest |logit| {np.abs(logits[logits > -np.inf]).max():.3g}); "
+                             f"use temperature=0 for greedy decoding")
+        scaled = logits.astype(np.float64)  # softmax in float64 (day 1's softmax computes in float32)
+        scaled -= largest                   # max first: every weight is at most 1
+        scaled *= inverse                   # (logits - largest) / temperature; -inf where it overflows: weight 0
+    weights = np.exp(scaled, out=scaled)
+    if 0 < top_k < weights.size:
+        ids = _most_probable(weights, top_k)[:top_k]           # most probable first
+        ids = np.sort(ids[_nucleus(weights[ids], top_p)[0]] if top_p < 1 else ids)  # top-p measured on what top-k kept
     elif top_p < 1:
-        ids = _nucleus(probs, top_p)                           # already in id order
+        return _nucleus(weights, top_p)                        # in id order; all above (1 - p) / V of the total: none is 0
     else:
-        ids = np.arange(probs.size)
-    kept = probs[ids]
+        ids = np.arange(weights.size)
+    kept = weights[ids]
     nonzero = kept > 0  # an exp may underflow to 0: never drawn
     return (ids, kept) if nonzero.all() else (ids[nonzero], kept[nonzero])
 
@@ -185,13 +208,13 @@ def next_token_probs(logits, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> [V]
     even greedy), raise ValueError.
     """
     check_sampling(temperature, top_k, top_p)
-    logits = _checked_logits(logits)
+    logits, largest = _checked_logits(logits)
     probs = np.zeros(logits.size)
     if temperature == 0:
         probs[np.argmax(logits)] = 1.0  # np.argmax returns the first maximum
         return probs
-    ids, kept = _kept(logits, temperature, top_k, top_p)
-    probs[ids] = kept / kept.sum()
+    ids, kept = _kept(logits, largest, temperature, top_k, top_p)
+    probs[ids] = kept / kept.sum()  # renormalised, in float64
     return probs
 
 
@@ -203,13 +226,12 @@ def sample(logits, rng, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> int
     """
     check_sampling(temperature, top_k, top_p)
     check_rng(rng, temperature)
-    logits = _checked_logits(logits)
+    logits, largest = _checked_logits(logits)
     if temperature == 0:
         return int(np.argmax(logits))  # greedy: no softmax, no draw; the lowest id on ties
-    kept_ids, kept = _kept(logits, temperature, top_k, top_p)  # the ids top-k / top-p left (and did not underflow)
-    cdf = np.cumsum(kept / kept.sum())  # renormalised; ends at 1 up to rounding
+    kept_ids, kept = _kept(logits, largest, temperature, top_k, top_p)  # what top-k / top-p left (and did not underflow)
     u = rng.random()
     if not 0 <= u < 1:  # also false for nan: a broken generator would always give the last kept token
         raise ValueError(f"rng.random() returned {u!r}, expected a number in [0, 1): use np.random.default_rng(seed)")
-    i = np.searchsorted(cdf, u * cdf[-1], side="right")
+    i = _first_reaching(kept, u * kept.sum(), side="right")  # renormalised: u of the kept mass, in float64
     return int(kept_ids[min(i, kept_ids.size - 1)])
