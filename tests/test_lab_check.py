@@ -214,6 +214,18 @@ def _(x):
     return x * (1 / (1 + np.exp(-x)))
 
 
+@wrong("silu.overflow_warning")
+def _(x):
+    x = x.astype(np.float32)
+    return x * (np.float32(1) / (np.float32(1) + np.exp(-x)))
+
+
+@wrong("swiglu.no_shape_check")
+def _(x, w_gate, w_up, w_down):
+    gate = x @ w_gate.T
+    return ((gate / (1 + np.exp(-gate))) * (x @ w_up.T)) @ w_down.T
+
+
 # day 2: rope_frequencies, rope_tables, apply_rope
 
 @wrong("rope_frequencies.missing_two")
@@ -881,6 +893,8 @@ def test_a_correct_learner_version_written_differently_passes():
         return learner_attention(q, k, v, mask).transpose(1, 0, 2)
 
     def swiglu(x, w_gate, w_up, w_down):
+        if w_gate.shape != w_up.shape or w_down.shape != w_gate.shape[::-1] or x.shape[-1] != w_gate.shape[1]:
+            raise ValueError(f"swiglu: x {x.shape}, w_gate {w_gate.shape}, w_up {w_up.shape}, w_down {w_down.shape}")
         return (learner_silu(x @ w_gate.T) * (x @ w_up.T)) @ w_down.T
 
     for fn in (rms_norm, apply_rope, causal_mask, repeat_kv, attention, swiglu):

@@ -181,7 +181,8 @@ def test_the_optional_day_8_is_the_course_notebook_with_its_imports_rewritten(ge
     modules = set(ws.promoted_modules())
     assert "hf_tokenizer" in modules and "hf_tokenizer" in promote.owners()
     changed = [c.id for c, o in zip(source, out)
-               if o.source != (ws.rewrite_imports(c.source, modules) if c.cell_type == "code" else c.source)]
+               if o.source != (ws.rewrite_imports(c.source, modules) if c.cell_type == "code"
+                               else ws.rewrite_prose(c.source, modules, 8))]
     promotion = [o for o in out if "promote_day(" in o.source]
     assert [o.id for o in promotion] == changed and len(changed) == 1
     assert not any(o.source.startswith(("check(", "from tinyllm_lab.lab import check")) for o in out)

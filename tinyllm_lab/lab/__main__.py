@@ -58,7 +58,7 @@ def _main(argv=None):
                       help="replace these days' notebooks by the course's current version (yours are backed up first)")
     promote = commands.add_parser("promote", help="promote your cells of one day into workspace/my_tinyllm/")
     promote.add_argument("day", help="day1 .. day7, or the notebook's file name")
-    commands.add_parser("progress", help="every exercise of the seven days: not started / failing / passing")
+    commands.add_parser("progress", help="every exercise of days 1-7 (day 8 has none): not started / failing / passing")
     reset = commands.add_parser("reset", help="put one exercise back to its stub (your version is kept aside)")
     reset.add_argument("day", help="day1 .. day7, or the notebook's file name")
     reset.add_argument("name", help="the exercise, e.g. rms_norm")

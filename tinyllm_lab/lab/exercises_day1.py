@@ -300,6 +300,16 @@ def silu_no_dtype_rule(x):  # no as_float32 at entry
     return x / (1 + np.exp(-x))
 
 
+def silu_warns(x):  # the right numbers, but exp(-x) overflows with a RuntimeWarning
+    x = np.asarray(x, dtype=np.float32)
+    return x / (np.float32(1) + np.exp(-x))
+
+
+def silu_quietly(silu):  # with numpy's overflow made an error: the course silences the one it expects
+    with np.errstate(over="raise"):
+        return silu(np.array([-1000.0, -100.0, 0.0, 100.0], np.float32))
+
+
 SILU = Exercise(1, "ops", "silu", cases=[
     Case("moderate values", lambda silu: silu(randn(30, (4, 8), scale=3.0))),
     Case("huge values", lambda silu: silu(np.array([-1000.0, -100.0, -1.0, 0.0, 1.0, 100.0, 1000.0], np.float32)),
@@ -307,6 +317,8 @@ SILU = Exercise(1, "ops", "silu", cases=[
     Case("float16 and float64 input", lambda silu: tuple(silu(x) for x in half_and_double(31, (3, 8), 3.0)),
          atol=1e-3, rtol=4e-3,  # two float16 computations differ by a float16 rounding
          note="the dtype rule (day 1, section 7): float16 or float64 in, computed in float32, float32 out"),
+    Case("no overflow warning", silu_quietly, inputs="x [4] float32 = [-1000, -100, 0, 100], numpy overflow as an error",
+         note="exp(1000) overflows to inf (x / inf = -0 is right), and numpy prints a RuntimeWarning unless told not to"),
 ], mistakes=[
     Mistake("silu.sigmoid_only",
             "returns sigmoid(x) = 1 / (1 + exp(-x)); SiLU is x times that: x * sigmoid(x) = x / (1 + exp(-x)).",
@@ -323,6 +335,11 @@ SILU = Exercise(1, "ops", "silu", cases=[
             "float16 or float64 input comes back float16 or float64: the dtype rule (day 1, section 7) converts "
             "x once, at entry, with `as_float32`, so the result is always float32.",
             silu_no_dtype_rule),
+    Mistake("silu.overflow_warning",
+            "the numbers are right, but exp(-x) overflows for x below -88 and numpy prints a RuntimeWarning in your "
+            "notebook: the overflow is expected (x / inf = -0 is the right limit), so the course computes it inside "
+            "`with np.errstate(over=\"ignore\"):`.",
+            silu_warns),
 ])
 
 

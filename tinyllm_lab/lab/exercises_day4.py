@@ -14,7 +14,7 @@ import numpy as np
 from tinyllm_lab.attention import attention, attention_weights, causal_mask, merge_heads, split_heads
 from tinyllm_lab.kv_cache import KVCache
 from tinyllm_lab.lab.check import Case, Exercise, Mistake
-from tinyllm_lab.lab.exercises_day1 import randn
+from tinyllm_lab.lab.exercises_day1 import randn, raises_value_error
 from tinyllm_lab.lab.exercises_day3 import layer_weights
 from tinyllm_lab.ops import linear, silu
 from tinyllm_lab.rope import apply_rope, rope_tables
@@ -365,9 +365,22 @@ def swiglu_case(seed, T, D, F):  # -> run(swiglu)
     return run
 
 
+def swiglu_no_shape_check(x, w_gate, w_up, w_down):  # numpy's broadcasting error for weights that do not fit
+    return linear(silu(linear(x, w_gate)) * linear(x, w_up), w_down)
+
+
+def swiglu_mismatch(swiglu):  # w_gate [16, 8] but w_up [12, 8]: the gate and up projections differ in F
+    w_gate, w_up = randn(161, (16, 8)), randn(162, (12, 8))
+    return raises_value_error(lambda: swiglu(randn(160, (3, 8)), w_gate, w_up, randn(163, (8, 16))), (16, 8), (12, 8))
+
+
 SWIGLU = Exercise(4, "ffn", "swiglu", cases=[
     Case("T 3, D 8, F 16", swiglu_case(140, 3, 8, 16)),
     Case("T 1, D 16, F 24", swiglu_case(150, 1, 16, 24)),
+    Case("weights that do not fit", swiglu_mismatch,
+         inputs="x [3, 8], w_gate [16, 8], w_up [12, 8], w_down [8, 16] float32",
+         note="w_gate and w_up must both be [F, D]: the course raises ValueError naming the shapes, not numpy's "
+              "broadcasting error"),
 ], mistakes=[
     Mistake("swiglu.gate_up_swapped",
             "gate and up are swapped: SiLU goes on the gate projection, silu(linear(x, w_gate)) * linear(x, w_up) "
@@ -382,6 +395,11 @@ SWIGLU = Exercise(4, "ffn", "swiglu", cases=[
     Mistake("swiglu.no_silu",
             "SiLU is missing: the gate is silu(linear(x, w_gate)), not linear(x, w_gate).",
             swiglu_no_silu),
+    Mistake("swiglu.no_shape_check",
+            "weights that do not fit give numpy's broadcasting error between the two projections, which names "
+            "neither weight: check that w_gate and w_up are both [F, D] and w_down is [D, F], and raise ValueError "
+            "naming the shapes.",
+            swiglu_no_shape_check),
 ])
 
 

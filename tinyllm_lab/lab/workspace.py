@@ -242,7 +242,7 @@ def _top_cells(name, day, exercises):
             f"finished is stood in for by the course's, with a notice. Save the notebook (Ctrl+S) "
             f"before promoting: promotion reads the saved file. The solution is `notebooks/{name}`; "
             f"`python -m tinyllm_lab.lab reset day{day} NAME` puts one exercise back to its stub.\n\n"
-            f"Your progress over the seven days (what you have promoted into `my_tinyllm`):")
+            f"Your progress over days 1 to 7 (day 8 is optional, with no exercises; what you have promoted into `my_tinyllm`):")
     return [_markdown(text, "lab-intro"),
             _code("from tinyllm_lab.lab import check, progress\n\nprogress()", "lab-progress")]
 
