@@ -95,6 +95,13 @@ def block_layer_zero(x, layer, config, cos, sin, cache, i, maps=None):
     return h + swiglu(rms_norm(h, layer.ffn_norm, config.norm_eps), layer.w1, layer.w3, layer.w2)
 
 
+@learner("block.norm_as_residual", "block")
+def block_adds_to_the_normed_stream(x, layer, config, cos, sin, cache, i, maps=None):
+    x = rms_norm(x, layer.attention_norm, config.norm_eps)  # x is overwritten: the residual is now the normed copy
+    h = x + _attn(x, layer, config, cos, sin, cache, i)
+    return h + swiglu(rms_norm(h, layer.ffn_norm, config.norm_eps), layer.w1, layer.w3, layer.w2)
+
+
 # --- day 5: Model (a learner's class, written from scratch) ----------------------------------
 
 class LearnerModel:
