@@ -257,6 +257,7 @@ def test_exercise_notebooks_describe_the_learners_promotion_and_import_check_fir
         prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
         assert "python -m tinyllm_lab.promote" not in prose, path.name
         assert not any(f"tinyllm_lab/{m}.py" in prose for m in modules), path.name
+        assert "The check below compares" not in prose and "--check` verifies" not in prose, path.name
         original = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
         if "python -m tinyllm_lab.promote" in original:
             assert f"python -m tinyllm_lab.lab promote day{day}" in prose, path.name

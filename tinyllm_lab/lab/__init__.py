@@ -4,7 +4,7 @@
   cases chosen to catch real mistakes, and names the mistake when the output matches one from
   the catalogue (`tinyllm_lab.lab.exercises_day1` ... `exercises_day7`).
 - `trace(...)`: finds the first wrong tensor in a learner's assembled model.
-- `progress()`: every exercise of the seven days: not started / failing / passing.
+- `progress()`: every exercise of days 1-7 (day 8 has none): not started / failing / passing.
 - `python -m tinyllm_lab.lab ...`: make the workspace of exercise notebooks, promote a learner's
   day into their own package, show progress.
 

@@ -160,6 +160,14 @@ def _stub_class(lines, node, day):  # lines of one class -> every method a stub
     return out
 
 
+def _parses(source):  # -> bool
+    try:
+        ast.parse(source)
+        return True
+    except SyntaxError:
+        return False
+
+
 def top_level_definitions(source):  # -> {name: ast node} for the top-level defs and classes
     try:
         tree = ast.parse(source)
@@ -306,8 +314,15 @@ def rewrite_prose(text, modules, day):  # str (markdown) -> str: the solution's 
     if modules:
         names = "|".join(sorted(map(re.escape, modules), key=len, reverse=True))
         text = re.sub(rf"\btinyllm_lab/({names})\.py\b", rf"{PACKAGE}/\1.py", text)
-    return re.sub(r"python -m tinyllm_lab\.promote(?:[ \t]+(?:--check|[\w.-]+\.ipynb))*",
+    text = re.sub(r"python -m tinyllm_lab\.promote(?:[ \t]+(?:--check|[\w.-]+\.ipynb))*",
                   f"python -m tinyllm_lab.lab promote day{day}", text)
+    # what the solution's promotion cell did (compare the package with the cells) -> what the learner's does
+    does = "the cell below promotes them into your package (save the notebook first) and names any exercise still the course's"
+    text = re.sub(rf"were copied into `{PACKAGE}/", f"are copied into `{PACKAGE}/", text)
+    text = re.sub(r"The check below compares the package file with those cells(?:\s*\([^)]*\))?"
+                  r"(?:; the test suite runs the same check)?([.:])", lambda m: does[0].upper() + does[1:] + m.group(1), text)
+    text = re.sub(r";\s+the check compares them\s+as code:", f": {does}:", text)
+    return text.replace(", `--check` verifies it", "")
 
 
 def generate(notebook, modules=None, day=None):  # -> nbformat NotebookNode
@@ -527,7 +542,8 @@ def promote_day(notebook, workspace=None, namespace=None):  # -> str: one line p
         text = rewrite_imports(promote.render(path, module, sources, header=LEARNER_HEADER), modules)
         stubs = _stand_ins(text, module)
         defined = top_level_definitions(text)
-        absent = [n for d, m, n in syllabus.exercises() if m == module and d == day and n not in defined]
+        absent = [n for d, m, n in syllabus.exercises() if m == module and d == day and n not in defined
+                  and _parses(text)]  # (code that does not parse fails on import, with Python's own error)
         stubs.update({n: f"was not found in your `{promote.MARKER} {module}` cells" for n in absent})
         if stubs:
             text += ("\n\n# Still stubs: the course's stand in for them, with a notice, until you write them.\n"
