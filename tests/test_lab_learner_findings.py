@@ -105,6 +105,21 @@ def test_a_cell_whose_marker_line_was_removed_is_named_and_stood_in_for(tmp_path
     assert row.status == "not started" and "was not found in your `#| promote: ops` cells" in row.detail
 
 
+def test_given_code_whose_marker_line_was_removed_is_named_and_stood_in_for(tmp_path):
+    workspace = make_course(tmp_path)
+    day1 = workspace / DAY1
+    fill(day1, ["linear", "softmax", "rms_norm", "silu"], 1)
+    nb = nbformat.read(day1, as_version=4)
+    cell = cell_defining(nb, "as_float32")  # given code, not an exercise; the learner's linear calls it
+    cell.source = cell.source.split("\n", 1)[1]
+    nbformat.write(nb, day1)
+    out = ws.promote_day("day1", workspace)
+    assert "yours: linear, softmax, rms_norm, silu" in out and "as_float32: no `#| promote: ops` cell defines it" in out
+    ran = run_in(workspace, "from my_tinyllm.ops import linear\nimport numpy as np\n"
+                            "print(linear(np.ones((2, 3), np.float16), np.ones((4, 3))).dtype)")
+    assert ran.returncode == 0 and ran.stdout.strip() == "float32", ran.stderr
+
+
 def test_a_module_whose_every_marker_line_was_removed_stands_in_whole(tmp_path):
     workspace = make_course(tmp_path)
     day2 = next(workspace.glob("day2_*.ipynb"))

@@ -544,6 +544,10 @@ def promote_day(notebook, workspace=None, namespace=None):  # -> str: one line p
         defined = top_level_definitions(text)
         absent = [n for d, m, n in syllabus.exercises() if m == module and d == day and n not in defined
                   and _parses(text)]  # (code that does not parse fails on import, with Python's own error)
+        course_file = COURSE_PACKAGE_DIR / f"{module}.py"
+        given = [n for n in top_level_definitions(course_file.read_text(encoding="utf-8")) if n not in defined
+                 and n not in absent and not n.startswith("_") and _parses(text)] if course_file.exists() else []
+        absent += given  # given code (e.g. as_float32) whose cell lost its marker line: later days import it too
         stubs.update({n: f"was not found in your `{promote.MARKER} {module}` cells" for n in absent})
         if stubs:
             text += ("\n\n# Still stubs: the course's stand in for them, with a notice, until you write them.\n"
