@@ -401,10 +401,12 @@ def _learners_parts(obj, name):  # -> [(exercise name, the learner's object)] th
     """The other exercises the learner's `obj` calls: functions and classes it reads from its globals
     (its methods' too), followed through the learner's own code, never into the course's package."""
     registry, found, seen, todo = exercises(), {}, set(), [obj]
+    root = str(getattr(obj, "__module__", "")).split(".")[0]  # the learner's package (my_tinyllm) or module
     while todo:
         current = todo.pop()
-        if id(current) in seen or str(getattr(current, "__module__", "")).startswith("tinyllm_lab"):
-            continue
+        module = str(getattr(current, "__module__", ""))
+        if id(current) in seen or root in ("", "tinyllm_lab") or module.split(".")[0] != root:
+            continue  # only the learner's own code is followed: never the course's, numpy's or anyone else's
         seen.add(id(current))
         functions = [current] if inspect.isfunction(current) else (
             [m for m in vars(current).values() if inspect.isfunction(m)] if inspect.isclass(current) else [])
