@@ -389,12 +389,12 @@ def test_command_line(tmp_path, capsys):
 
 
 def test_make_lab_makes_the_workspace_and_starts_jupyter_as_root_too():
-    out = subprocess.run(["make", "-n", "lab"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["make", "--no-print-directory", "-n", "lab"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert "-m tinyllm_lab.lab workspace" in out
     jupyter = next(line for line in out.splitlines() if "jupyter lab" in line)
     assert jupyter.endswith("workspace/")
     assert ("--allow-root" in jupyter) == (os.geteuid() == 0)
-    solutions = subprocess.run(["make", "-n", "solutions"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    solutions = subprocess.run(["make", "--no-print-directory", "-n", "solutions"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert solutions.splitlines()[-1].endswith("notebooks/")
 
 
