@@ -20,7 +20,7 @@ from tinyllm_lab.session import Session
 from tinyllm_lab.weights import load_model
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
-TOLERANCE = 1e-4  # float32 noise here is ~1e-5, one-line bugs >= 1e-2 (day 6, section 8)
+TOLERANCE = 1e-4  # float32 noise here is ~1e-5, one-line bugs >= 1e-2 (day6_weights.ipynb, optional section B)
 
 
 @pytest.fixture(scope="module")

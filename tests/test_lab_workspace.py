@@ -93,7 +93,7 @@ def test_exercise_notebook_runs_to_its_first_stub(tmp_path, notebook):
     workspace = make_course(tmp_path)
     nb, error = execute(workspace / notebook, workspace)
     day = ws.notebook_day(notebook)
-    names = [name for _, name in syllabus.EXERCISES.get(day, [])]
+    names = [name for _, name in ws.notebook_exercises(SOLUTIONS[notebook])]
     if not names:  # a notebook without exercises runs through
         assert error is None, f"{notebook} has no exercises but stopped with {error}"
         return
@@ -110,7 +110,7 @@ def test_exercise_notebook_runs_to_its_first_stub(tmp_path, notebook):
 def test_stubs_keep_signature_and_docstring_and_have_a_check_after(generated, notebook):
     day = ws.notebook_day(notebook)
     cells = generated[notebook].cells
-    for _, name in syllabus.EXERCISES.get(day, []):
+    for _, name in ws.notebook_exercises(SOLUTIONS[notebook]):
         index = next(i for i, c in enumerate(cells) if c.cell_type == "code" and c.source.startswith("#| promote:")
                      and ws.definition_text(c.source, name))
         stub = ast.parse(ws.definition_text(cells[index].source, name)).body[0]
@@ -150,7 +150,7 @@ def test_generated_notebooks_point_at_the_learner_package(generated):
         assert promotion == [f"from tinyllm_lab.lab.workspace import promote_day\n\n# your cells marked "
                              f"`#| promote: ...`, as saved (Ctrl+S first) -> my_tinyllm/, never tinyllm_lab/\n"
                              f"print(promote_day({name!r}, namespace=globals()))"]
-        if syllabus.EXERCISES.get(ws.notebook_day(name)):
+        if ws.notebook_exercises(SOLUTIONS[name]):
             assert nb.cells[2].source == "from tinyllm_lab.lab import check, progress\n\nprogress()"
     assert any(c.source.startswith("from tinyllm_lab.lab import trace") for c in generated["day5_model_session.ipynb"].cells)
     assert any(c.id == "lab-engine" for c in generated["day7_tokenizer_demo.ipynb"].cells)
@@ -413,3 +413,23 @@ def test_an_exercise_missing_from_its_notebook_is_an_error_naming_it(tmp_path):
     with pytest.raises(ValueError, match=r"day1_math_primitives.ipynb: the syllabus lists silu for day 1, but no "
                                          r"`#\| promote: MODULE` cell of the notebook defines it"):
         ws.generate(tmp_path / "day1_math_primitives.ipynb")
+
+
+def test_every_exercise_is_in_exactly_one_notebook_of_its_day_and_day_6_has_two():
+    """A day may have several notebooks (day 6: the safetensors reader, then the loader): each holds the
+    exercises of the modules it promotes, so every exercise of the syllabus is in exactly one of them."""
+    held = [(ws.notebook_day(path), module, name) for path in NOTEBOOKS for module, name in ws.notebook_exercises(path)]
+    assert sorted(held) == sorted(syllabus.exercises())
+    assert {p.name: [n for _, n in ws.notebook_exercises(p)] for p in NOTEBOOKS if ws.notebook_day(p) == 6} == {
+        "day6_safetensors.ipynb": ["read_header", "load_file"], "day6_weights.ipynb": ["weights_from_tensors"]}
+
+
+def test_a_day_of_two_notebooks_promotes_both_and_resets_in_the_one_holding_the_exercise(tmp_path):
+    workspace = make_course(tmp_path)
+    with pytest.raises(ValueError, match="'day6' names 2 notebooks: day6_safetensors.ipynb, day6_weights.ipynb"):
+        ws.find_notebook(workspace, "day6")
+    out = ws.promote_day("day6", workspace)
+    assert "my_tinyllm/safetensors.py <- day6_safetensors.ipynb" in out and "my_tinyllm/weights.py <- day6_weights.ipynb" in out
+    fill(workspace / "day6_weights.ipynb", ["weights_from_tensors"], 6)
+    assert "is its stub again" in ws.reset(6, "weights_from_tensors", workspace)
+    assert "already its stub" in ws.reset("day6", "load_file", workspace)

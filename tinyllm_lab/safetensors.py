@@ -1,4 +1,4 @@
-# Promoted from notebooks/day6_weights.ipynb by `python -m tinyllm_lab.promote`.
+# Promoted from notebooks/day6_safetensors.ipynb by `python -m tinyllm_lab.promote`.
 # Do not edit here: edit the notebook's `#| promote: safetensors` cells and promote again.
 
 """Day 6 safetensors, read by hand: an 8-byte header length, a JSON header, then raw bytes.

@@ -1,7 +1,7 @@
 """The learner's workspace: exercise notebooks made from the course's, and the learner's own package.
 
     workspace/                      (git-ignored; the course's notebooks/ stay the solutions)
-        day1_math_primitives.ipynb  an exercise notebook per day
+        day1_math_primitives.ipynb  an exercise notebook per course notebook (day 6 has two)
         ...
         my_tinyllm/                 the learner's engine: what they promote, day by day
         .lab.json                   what was generated from what (so edits are never overwritten)
@@ -71,6 +71,18 @@ def workspace_dir(workspace=None):  # -> Path
 def notebook_day(path):  # -> int or None: "day3_attention.ipynb" -> 3
     match = re.match(r"day(\d+)_", Path(path).name)
     return int(match.group(1)) if match else None
+
+
+def notebook_exercises(notebook, day=None):  # -> [(module, name)]: the exercises this notebook holds
+    """The syllabus's exercises of the notebook's day whose module the notebook promotes, in syllabus order.
+
+    A day may have several notebooks (day 6: day6_safetensors.ipynb promotes `safetensors`,
+    day6_weights.ipynb `weights`); each holds the exercises of the modules it promotes.
+    `day`: the notebook's day (default: from its file name, "day6_weights.ipynb" -> 6).
+    """
+    day = notebook_day(notebook) if day is None else day
+    own = promote.promoted_cells(Path(notebook))
+    return [(module, name) for module, name in syllabus.EXERCISES.get(day, []) if module in own]
 
 
 def promoted_modules(notebook_dir=NOTEBOOKS):  # -> {module: notebook name}
@@ -330,13 +342,15 @@ def generate(notebook, modules=None, day=None):  # -> nbformat NotebookNode
 
     `modules`: the promoted module names whose imports point at my_tinyllm (default: those of
     the notebooks beside `notebook`). Raises ValueError when an exercise of the syllabus for this
-    day is not defined in any of the notebook's `#| promote:` cells.
+    day, of a module this notebook promotes (`notebook_exercises`), is not defined in any of the
+    notebook's `#| promote:` cells.
     """
     notebook = Path(notebook)
     modules = set(promoted_modules(notebook.parent) if modules is None else modules)
     day = notebook_day(notebook) if day is None else day
     nb = nbformat.read(notebook, as_version=4)
-    wanted = {name: module for module, name in syllabus.EXERCISES.get(day, [])}
+    exercises = notebook_exercises(notebook, day)
+    wanted = {name: module for module, name in exercises}
     found = []
     cells = []
     for index, cell in enumerate(nb.cells):
@@ -371,7 +385,6 @@ def generate(notebook, modules=None, day=None):  # -> nbformat NotebookNode
     if missing:
         raise ValueError(f"{notebook.name}: the syllabus lists {', '.join(missing)} for day {day}, but no "
                          f"`{promote.MARKER} MODULE` cell of the notebook defines it (tinyllm_lab/lab/syllabus.py)")
-    exercises = syllabus.EXERCISES.get(day, [])
     if exercises:
         cells[1:1] = _top_cells(notebook.name, day, exercises)
     end = next((i for i in range(len(cells) - 1, -1, -1)
@@ -505,7 +518,8 @@ def _not_as_saved(path, namespace):  # -> [names] of promoted defs whose running
 def promote_day(notebook, workspace=None, namespace=None):  # -> str: one line per module written
     """Promote the learner's cells of one workspace notebook into `my_tinyllm/` (never tinyllm_lab/).
 
-    `notebook`: a name such as "day1_math_primitives.ipynb", "day1" or 1. Each module's cells are
+    `notebook`: a name such as "day1_math_primitives.ipynb", "day1" or 1 (a day of several notebooks,
+    such as day 6, promotes each of them, in name order). Each module's cells are
     written, imports pointing at my_tinyllm; an exercise still a stub ends up as the course's
     (a notice names it on import). Modules already imported in this Python are forgotten, so the
     next import reads the new file. Promotion reads the saved notebook: pass the kernel's
@@ -513,7 +527,10 @@ def promote_day(notebook, workspace=None, namespace=None):  # -> str: one line p
     ran differs from the saved one. Raises FileNotFoundError for an unknown notebook.
     """
     workspace = workspace_dir(workspace)
-    path = find_notebook(workspace, notebook)
+    paths = find_notebooks(workspace, notebook)
+    if len(paths) > 1:
+        return "\n".join(promote_day(path.name, workspace, namespace) for path in paths)
+    path = paths[0]
     stale = _not_as_saved(path, namespace) if namespace is not None else []
     if stale:
         raise NotSaved(f"nothing promoted: {', '.join(stale)} in the saved {path.name} is not what this kernel "
@@ -572,7 +589,9 @@ def promote_day(notebook, workspace=None, namespace=None):  # -> str: one line p
 
 # --- the workspace: make, update, reset ----------------------------------------------------------
 
-def find_notebook(workspace, notebook):  # -> Path of the workspace notebook for "day3", 3 or a file name
+def find_notebooks(workspace, notebook):  # -> [Path]: the workspace notebooks of "day6", 6 or a file name
+    """Every workspace notebook `notebook` names: a file name names one; a day ("day6" or 6) names each
+    notebook of that day (day 6 has two). Raises FileNotFoundError, listing the notebooks there, when none."""
     workspace = Path(workspace)
     key = str(notebook)
     if key.isdigit():
@@ -580,13 +599,21 @@ def find_notebook(workspace, notebook):  # -> Path of the workspace notebook for
     if key.endswith(".ipynb"):
         path = workspace / Path(key).name
         if path.exists():
-            return path
+            return [path]
     else:
         matches = sorted(p for p in workspace.glob(f"{key}_*.ipynb") if not p.name.endswith((".new.ipynb",)) and ".backup-" not in p.name)
-        if len(matches) == 1:
-            return matches[0]
+        if matches:
+            return matches
     available = ", ".join(p.name for p in sorted(workspace.glob("day*.ipynb"))) or "none (run `python -m tinyllm_lab.lab workspace`)"
     raise FileNotFoundError(f"no exercise notebook {notebook!r} in {workspace}; there are: {available}")
+
+
+def find_notebook(workspace, notebook):  # -> Path of the workspace notebook for "day3", 3 or a file name
+    """The one workspace notebook `notebook` names; FileNotFoundError when none, ValueError when a day has several."""
+    matches = find_notebooks(workspace, notebook)
+    if len(matches) == 1:
+        return matches[0]
+    raise ValueError(f"{notebook!r} names {len(matches)} notebooks: {', '.join(p.name for p in matches)}; name one of them")
 
 
 def _read_state(workspace):
@@ -709,7 +736,10 @@ def reset(day, name, workspace=None, notebook_dir=NOTEBOOKS):  # -> str: what wa
     exercise of that day or no cell of the notebook defines it.
     """
     workspace = workspace_dir(workspace)
-    path = find_notebook(workspace, day)
+    paths = find_notebooks(workspace, day)
+    course = [Path(notebook_dir) / p.name.replace(".new.ipynb", ".ipynb") for p in paths]
+    path = next((p for p, c in zip(paths, course) if c.is_file()  # a day of several notebooks: the one holding it
+                 and name in {n for _, n in notebook_exercises(c, notebook_day(p))}), paths[0])
     number = notebook_day(path)
     module = dict((n, m) for m, n in syllabus.EXERCISES.get(number, [])).get(name)
     if module is None:
