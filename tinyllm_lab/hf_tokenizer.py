@@ -489,6 +489,17 @@ def split_on_added(text, added, regex):  # str, {text: id}, their alternation ->
     return parts
 
 
+def _check_encode_args(text, bos, bos_id):  # HFTokenizer.encode's arguments; raises, returns nothing
+    """TypeError unless `text` is a str and `bos` a bool; ValueError for bos=True without a BOS id."""
+    if not isinstance(text, str):
+        raise TypeError(f"encode takes a str, got {type(text).__name__}")
+    if not isinstance(bos, bool):
+        raise TypeError(f"bos must be True or False, got {bos!r:.40}")
+    if bos and bos_id is None:
+        raise ValueError("bos=True, but this tokenizer has no BOS token (none in config.json, "
+                         "generation_config.json or tokenizer_config.json)")
+
+
 class HFTokenizer:
     """A Hugging Face tokenizer.json, read by `load_tokenizer`: `encode(text, bos=False) -> ids`, `decode(ids) -> text`.
 
@@ -514,13 +525,7 @@ class HFTokenizer:
         """Token ids of `text`. Text that spells a special token (`<s>`, `<|endoftext|>`) is encoded
         as plain text, never as that token. A lone surrogate becomes U+FFFD first, as in day 7.
         `bos=True` puts `bos_id` first (ValueError if the model has none)."""
-        if not isinstance(text, str):
-            raise TypeError(f"encode takes a str, got {type(text).__name__}")
-        if not isinstance(bos, bool):
-            raise TypeError(f"bos must be True or False, got {bos!r:.40}")
-        if bos and self.bos_id is None:
-            raise ValueError("bos=True, but this tokenizer has no BOS token (none in config.json, "
-                             "generation_config.json or tokenizer_config.json)")
+        _check_encode_args(text, bos, self.bos_id)
         ids = [self.bos_id] if bos else []
         for part, first in split_on_added(SURROGATE_RE.sub("\ufffd", text), self.added, self._added_re):
             if first is None:  # an added token's id
