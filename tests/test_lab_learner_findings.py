@@ -11,6 +11,7 @@
   promotion refuses to run in a workspace; the lab's command line never shows a traceback.
 """
 
+import importlib.util
 import subprocess
 import sys
 import uuid
@@ -321,3 +322,29 @@ def test_the_lab_command_line_into_a_closed_pipe_or_a_full_disk(tmp_path):
             done = subprocess.run(command + ["progress"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
         assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
         assert done.stderr.strip() == "python -m tinyllm_lab.lab: error: cannot write the output: No space left on device"
+
+
+def test_a_promoted_name_rebound_by_an_import_is_not_taken_for_an_unsaved_edit(tmp_path):
+    # Found by a second fresh learner: day 5's session cell runs `from my_tinyllm.sampling import ...
+    # sample`, which rebinds the learner's inline `sample` to the last promoted version. That object
+    # was imported, not run from a cell, so it says nothing about unsaved edits and must not block
+    # promotion; a function the kernel did run from a cell is still compared (the test above).
+    workspace = make_course(tmp_path)
+    fill(workspace / DAY1, ["linear"], 1)
+    edited = solution_definition(1, "linear").replace("return x @ weight.T", "return np.matmul(x, weight.T)")
+    module = tmp_path / "elsewhere.py"  # stands for my_tinyllm.ops: a different version of linear
+    module.write_text("import numpy as np\n\n" + edited + "\n", encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("elsewhere", module)
+    elsewhere = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(elsewhere)
+    namespace = {"__name__": "__main__", "np": np, "linear": elsewhere.linear}
+    assert "my_tinyllm/ops.py <- day1_math_primitives.ipynb" in ws.promote_day("day1", workspace, namespace=namespace)
+
+
+def test_a_notebook_is_named_with_or_without_its_extension(tmp_path):
+    # Found by a second fresh learner: `promote day6_weights` was refused with a list that held day6_weights.ipynb.
+    workspace = make_course(tmp_path)
+    assert ws.find_notebooks(workspace, DAY1.removesuffix(".ipynb")) == [workspace / DAY1]
+    assert ws.find_notebooks(workspace, DAY1) == [workspace / DAY1]
+    with pytest.raises(FileNotFoundError, match="no exercise notebook 'day1_nothing'"):
+        ws.find_notebooks(workspace, "day1_nothing")

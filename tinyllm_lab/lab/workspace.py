@@ -481,7 +481,8 @@ class NotSaved(ValueError):
 
 def _not_as_saved(path, namespace):  # -> [names] of promoted defs whose running version is not the saved one
     """The functions and classes of `path`'s promoted cells that `namespace` (a kernel's globals)
-    holds in another version than the saved notebook: edited and not saved, or saved and not run."""
+    holds in another version than the saved notebook: edited and not saved, or saved and not run.
+    Only what the kernel defined itself counts: a name a later cell rebound by an import is skipped."""
     saved, promoted = {}, []
     for cell in nbformat.read(path, as_version=4).cells:
         if cell.cell_type == "code":
@@ -501,6 +502,8 @@ def _not_as_saved(path, namespace):  # -> [names] of promoted defs whose running
     stale = []
     for name in promoted:
         obj = namespace.get(name)
+        if getattr(obj, "__module__", None) != namespace.get("__name__"):
+            continue  # imported (e.g. `from my_tinyllm.sampling import sample`), not run from a cell: nothing to compare
         if inspect.isfunction(obj):
             node = running(obj)
             if node is not None and all(ast.dump(node) != ast.dump(s) for s in saved[name]):
@@ -590,14 +593,14 @@ def promote_day(notebook, workspace=None, namespace=None):  # -> str: one line p
 # --- the workspace: make, update, reset ----------------------------------------------------------
 
 def find_notebooks(workspace, notebook):  # -> [Path]: the workspace notebooks of "day6", 6 or a file name
-    """Every workspace notebook `notebook` names: a file name names one; a day ("day6" or 6) names each
+    """Every workspace notebook `notebook` names: a file name (".ipynb" optional) names one; a day ("day6" or 6) names each
     notebook of that day (day 6 has two). Raises FileNotFoundError, listing the notebooks there, when none."""
     workspace = Path(workspace)
     key = str(notebook)
     if key.isdigit():
         key = f"day{key}"
-    if key.endswith(".ipynb"):
-        path = workspace / Path(key).name
+    if key.endswith(".ipynb") or (workspace / f"{Path(key).name}.ipynb").exists():  # a file name, with or without .ipynb
+        path = workspace / Path(key if key.endswith(".ipynb") else f"{key}.ipynb").name
         if path.exists():
             return [path]
     else:
