@@ -146,7 +146,7 @@ MISTAKES = {  # id: (edits, expected name, layer, step, model-level mistake id)
          ("model", "swiglu(rms_norm(h, layer.ffn_norm,"): "swiglu(rms_norm(h, layer.attention_norm,"},
         "attention_norm output", 0, "prefill", "norm_weights_mixed_up"),
     "cache_never_advances_silently": (  # the learner's own cache and model: no checks, pos never moves
-        {("kv_cache", "        if self.written[layer] != self.pos:"): "        if False:",
+        {("kv_cache", "    if cache.written[layer] != cache.pos:"): "    if False:",
          ("kv_cache", "        self.pos = int(end)"): "        pass  # ",
          ("model", "        if (cache.written != cache.pos).any():"): "        if False:"},
         "q after RoPE", 0, "decode step 1", "cache_not_advanced"),

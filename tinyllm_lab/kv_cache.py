@@ -26,6 +26,55 @@ def _check_integer(value, name):  # raise TypeError unless value is a Python or 
         raise TypeError(f"{name} must be an integer, got {value!r}")
 
 
+def _allocate(n_layers, max_seq_len, n_kv_heads, head_dim):  # -> keys, values [n_layers, max_seq_len, K, Dh] float32
+    sizes = {"n_layers": n_layers, "max_seq_len": max_seq_len, "n_kv_heads": n_kv_heads, "head_dim": head_dim}
+    for name, size in sizes.items():
+        _check_integer(size, f"KVCache: {name}")
+        if size <= 0:
+            raise ValueError(f"KVCache: {name} must be a positive integer, got {size!r}")
+    # Stored head-major, [n_layers, K, max_seq_len, Dh]: one head's cached positions lie next to each
+    # other, the order attention reads them in (q k^T and p v run per head over all positions). `keys`
+    # and `values` show that memory as [n_layers, max_seq_len, K, Dh] (a transposed view, no copy).
+    shape = (n_layers, n_kv_heads, max_seq_len, head_dim)
+    keys = np.zeros(shape, dtype=np.float32).transpose(0, 2, 1, 3)  # allocated once, never grown
+    values = np.zeros(shape, dtype=np.float32).transpose(0, 2, 1, 3)
+    return keys, values
+
+
+def _checked_update(cache, layer, k, v):  # -> k, v float32 [T, K, Dh]; raise unless `layer` may write them now
+    _check_integer(layer, "KVCache.update: layer")
+    k, v = as_float32(k, "k"), as_float32(v, "v")
+    if not 0 <= layer < cache.keys.shape[0]:
+        raise ValueError(f"KVCache.update: layer {layer} is out of range for {cache.keys.shape[0]} layers")
+    if k.shape != v.shape or k.ndim != 3 or k.shape[1:] != cache.keys.shape[2:]:
+        raise ValueError(f"KVCache.update: k has shape {k.shape}, v {v.shape}; expected both "
+                         f"[T, {cache.keys.shape[2]}, {cache.keys.shape[3]}] = [T, K, Dh]")
+    if cache.written[layer] != cache.pos:
+        raise ValueError(f"KVCache.update: layer {layer} already wrote positions {cache.pos}.."
+                         f"{cache.written[layer] - 1} since the last advance(): each layer writes the new "
+                         f"tokens once, then advance(T) moves on")
+    end = cache.pos + k.shape[0]
+    if end > cache.max_seq_len:
+        raise ValueError(f"KVCache.update: cannot write {k.shape[0]} token(s) at position {cache.pos}: that needs "
+                         f"positions up to {end - 1}, past the limit max_seq_len={cache.max_seq_len} "
+                         f"(positions 0..{cache.max_seq_len - 1})")
+    return k, v
+
+
+def _check_advance(cache, n):  # raise unless every layer wrote exactly positions pos .. pos+n-1
+    _check_integer(n, "KVCache.advance: n")
+    if n < 0 or cache.pos + n > cache.max_seq_len:
+        raise ValueError(f"KVCache.advance: cannot move from position {cache.pos} by {n} "
+                         f"with the limit max_seq_len={cache.max_seq_len}")
+    end = cache.pos + n
+    wrong = np.flatnonzero(cache.written != end).tolist()
+    if wrong:  # moving on anyway would leave unwritten (zero) or half-written positions that later queries read
+        counts = ", ".join(f"layer {i}: {w - cache.pos}" for i, w in enumerate(cache.written))
+        raise ValueError(f"KVCache.advance({n}) from position {cache.pos}: layers {wrong} did not write exactly "
+                         f"positions {cache.pos}..{end - 1} ({n} token(s)); tokens written since position "
+                         f"{cache.pos}: {counts}")
+
+
 class KVCache:
     """Keys and values of all layers: `keys`, `values` [n_layers, max_seq_len, K, Dh] float32.
 
@@ -33,17 +82,7 @@ class KVCache:
     """
 
     def __init__(self, n_layers, max_seq_len, n_kv_heads, head_dim):
-        sizes = {"n_layers": n_layers, "max_seq_len": max_seq_len, "n_kv_heads": n_kv_heads, "head_dim": head_dim}
-        for name, size in sizes.items():
-            _check_integer(size, f"KVCache: {name}")
-            if size <= 0:
-                raise ValueError(f"KVCache: {name} must be a positive integer, got {size!r}")
-        # Stored head-major, [n_layers, K, max_seq_len, Dh]: one head's cached positions lie next to each
-        # other, the order attention reads them in (q k^T and p v run per head over all positions). `keys`
-        # and `values` show that memory as [n_layers, max_seq_len, K, Dh] (a transposed view, no copy).
-        shape = (n_layers, n_kv_heads, max_seq_len, head_dim)
-        self.keys = np.zeros(shape, dtype=np.float32).transpose(0, 2, 1, 3)  # allocated once, never grown
-        self.values = np.zeros(shape, dtype=np.float32).transpose(0, 2, 1, 3)
+        self.keys, self.values = _allocate(n_layers, max_seq_len, n_kv_heads, head_dim)  # sizes checked first
         self.pos = 0  # positions 0 .. pos-1 hold keys and values of tokens already fed
         self.written = np.zeros(n_layers, dtype=np.int64)  # [n_layers]: layer i holds positions 0 .. written[i]-1
 
@@ -61,22 +100,8 @@ class KVCache:
         Does not move `pos`: every layer writes the same positions, once, then `advance(T)` moves on.
         k and v are stored as float32 (`as_float32`).
         """
-        _check_integer(layer, "KVCache.update: layer")
-        k, v = as_float32(k, "k"), as_float32(v, "v")
-        if not 0 <= layer < self.keys.shape[0]:
-            raise ValueError(f"KVCache.update: layer {layer} is out of range for {self.keys.shape[0]} layers")
-        if k.shape != v.shape or k.ndim != 3 or k.shape[1:] != self.keys.shape[2:]:
-            raise ValueError(f"KVCache.update: k has shape {k.shape}, v {v.shape}; expected both "
-                             f"[T, {self.keys.shape[2]}, {self.keys.shape[3]}] = [T, K, Dh]")
-        if self.written[layer] != self.pos:
-            raise ValueError(f"KVCache.update: layer {layer} already wrote positions {self.pos}.."
-                             f"{self.written[layer] - 1} since the last advance(): each layer writes the new "
-                             f"tokens once, then advance(T) moves on")
+        k, v = _checked_update(self, layer, k, v)  # TypeError / ValueError before anything is written
         end = self.pos + k.shape[0]
-        if end > self.max_seq_len:
-            raise ValueError(f"KVCache.update: cannot write {k.shape[0]} token(s) at position {self.pos}: that needs "
-                             f"positions up to {end - 1}, past the limit max_seq_len={self.max_seq_len} "
-                             f"(positions 0..{self.max_seq_len - 1})")
         self.keys[layer, self.pos:end] = k
         self.values[layer, self.pos:end] = v
         self.written[layer] = end
@@ -84,17 +109,8 @@ class KVCache:
 
     def advance(self, n):
         """Move `pos` on by n, once every layer has written exactly positions pos .. pos+n-1."""
-        _check_integer(n, "KVCache.advance: n")
-        if n < 0 or self.pos + n > self.max_seq_len:
-            raise ValueError(f"KVCache.advance: cannot move from position {self.pos} by {n} "
-                             f"with the limit max_seq_len={self.max_seq_len}")
+        _check_advance(self, n)
         end = self.pos + n
-        wrong = np.flatnonzero(self.written != end).tolist()
-        if wrong:  # moving on anyway would leave unwritten (zero) or half-written positions that later queries read
-            counts = ", ".join(f"layer {i}: {w - self.pos}" for i, w in enumerate(self.written))
-            raise ValueError(f"KVCache.advance({n}) from position {self.pos}: layers {wrong} did not write exactly "
-                             f"positions {self.pos}..{end - 1} ({n} token(s)); tokens written since position "
-                             f"{self.pos}: {counts}")
         self.pos = int(end)  # a Python int, whatever integer type n was
 
     def reset(self):

@@ -143,6 +143,42 @@ def block(x, layer, config, cos, sin, cache, i, maps=None):  # [T, D] -> [T, D]
     return h + swiglu(rms_norm(h, layer.ffn_norm, config.norm_eps), layer.w1, layer.w3, layer.w2)
 
 
+def _with_column_major_head(weights):  # -> ModelWeights, same arrays, the output head [V, D] column-major
+    # The output head [V, D] is the biggest product of a decode step (16 of the course model's 24 MiB).
+    # Stored column-major (np.asfortranarray: the same shape and values, another order in memory),
+    # `x @ output.T` reads output.T row after row, which BLAS streams fastest. Tied, the embedding is
+    # that same array (a lookup then gathers one strided row per token: a negligible cost).
+    head = np.asfortranarray(weights.output)
+    embeddings = head if weights.output is weights.tok_embeddings else weights.tok_embeddings
+    return ModelWeights(tok_embeddings=embeddings, layers=weights.layers, norm=weights.norm, output=head)
+
+
+def _token_ids(tokens):  # -> np.ndarray; TypeError for text instead of token ids
+    if isinstance(tokens, (str, bytes)):
+        raise TypeError(f"forward: tokens must be token ids, got the text {tokens[:40]!r}: encode it first, "
+                        f"e.g. tokens = tokenizer.encode(text)")
+    return np.asarray(tokens)
+
+
+def _check_forward_args(c, tokens, cache, maps):  # config, [T] -> raise unless the types, ids and cache shape fit
+    if not isinstance(cache, KVCache):
+        raise TypeError(f"forward: cache must be a KVCache (model.new_cache()), got {type(cache).__name__}")
+    if maps is not None and not isinstance(maps, list):
+        raise TypeError(f"forward: maps must be None or a list to append to, got {type(maps).__name__}")
+    if tokens.dtype == object and all(isinstance(t, int) and not isinstance(t, bool) for t in tokens.flat):
+        raise ValueError(f"forward: token ids {tokens.tolist()[:10]} are outside the vocabulary 0..{c.vocab_size - 1}")
+    if tokens.size and not np.issubdtype(tokens.dtype, np.integer):  # bool, float, text, objects: not token ids
+        raise TypeError(f"forward: tokens must be integer token ids, got {tokens.dtype} {tokens.shape}")
+    if tokens.ndim != 1 or tokens.size == 0:
+        raise ValueError(f"forward: tokens must be a non-empty 1-D array of ints, got {tokens.dtype} {tokens.shape}")
+    bad = tokens[(tokens < 0) | (tokens >= c.vocab_size)]
+    if bad.size:
+        raise ValueError(f"forward: token ids {bad.tolist()} are outside the vocabulary 0..{c.vocab_size - 1}")
+    if cache.keys.shape != (c.n_layers, c.max_seq_len, c.n_kv_heads, c.head_dim):
+        raise ValueError(f"forward: the cache has shape {cache.keys.shape}, this model needs "
+                         f"{(c.n_layers, c.max_seq_len, c.n_kv_heads, c.head_dim)}: use model.new_cache()")
+
+
 class Model:
     """A LLaMA-style decoder: config + weights + RoPE tables. `forward` maps token ids to logits.
 
@@ -151,13 +187,7 @@ class Model:
 
     def __init__(self, config, weights):
         check_weights(config, weights)  # TypeError / ValueError naming what does not fit
-        # The output head [V, D] is the biggest product of a decode step (16 of the course model's 24 MiB).
-        # Stored column-major (np.asfortranarray: the same shape and values, another order in memory),
-        # `x @ output.T` reads output.T row after row, which BLAS streams fastest. Tied, the embedding is
-        # that same array (a lookup then gathers one strided row per token: a negligible cost).
-        head = np.asfortranarray(weights.output)
-        embeddings = head if weights.output is weights.tok_embeddings else weights.tok_embeddings
-        weights = ModelWeights(tok_embeddings=embeddings, layers=weights.layers, norm=weights.norm, output=head)
+        weights = _with_column_major_head(weights)  # the same arrays, the head column-major (see there)
         self.config, self.weights = config, weights
         self.cos, self.sin = rope_tables(config.head_dim, config.max_seq_len, config.rope_theta)  # [S_max, Dh/2]
 
@@ -174,10 +204,7 @@ class Model:
         a KVCache or maps that is not a list; ValueError for ids outside the vocabulary, a cache of
         another shape, a half-written cache, or more tokens than max_seq_len leaves room for.
         """
-        if isinstance(tokens, (str, bytes)):
-            raise TypeError(f"forward: tokens must be token ids, got the text {tokens[:40]!r}: encode it first, "
-                            f"e.g. tokens = tokenizer.encode(text)")
-        tokens = np.asarray(tokens)
+        tokens = _token_ids(tokens)  # TypeError for text
         self._check_inputs(tokens, cache, maps)
         w = self.weights
         x = w.tok_embeddings[tokens]                                   # [T, D]
@@ -188,22 +215,7 @@ class Model:
 
     def _check_inputs(self, tokens, cache, maps):  # raise before any layer writes into the cache
         c = self.config
-        if not isinstance(cache, KVCache):
-            raise TypeError(f"forward: cache must be a KVCache (model.new_cache()), got {type(cache).__name__}")
-        if maps is not None and not isinstance(maps, list):
-            raise TypeError(f"forward: maps must be None or a list to append to, got {type(maps).__name__}")
-        if tokens.dtype == object and all(isinstance(t, int) and not isinstance(t, bool) for t in tokens.flat):
-            raise ValueError(f"forward: token ids {tokens.tolist()[:10]} are outside the vocabulary 0..{c.vocab_size - 1}")
-        if tokens.size and not np.issubdtype(tokens.dtype, np.integer):  # bool, float, text, objects: not token ids
-            raise TypeError(f"forward: tokens must be integer token ids, got {tokens.dtype} {tokens.shape}")
-        if tokens.ndim != 1 or tokens.size == 0:
-            raise ValueError(f"forward: tokens must be a non-empty 1-D array of ints, got {tokens.dtype} {tokens.shape}")
-        bad = tokens[(tokens < 0) | (tokens >= c.vocab_size)]
-        if bad.size:
-            raise ValueError(f"forward: token ids {bad.tolist()} are outside the vocabulary 0..{c.vocab_size - 1}")
-        if cache.keys.shape != (c.n_layers, c.max_seq_len, c.n_kv_heads, c.head_dim):
-            raise ValueError(f"forward: the cache has shape {cache.keys.shape}, this model needs "
-                             f"{(c.n_layers, c.max_seq_len, c.n_kv_heads, c.head_dim)}: use model.new_cache()")
+        _check_forward_args(c, tokens, cache, maps)  # types, token ids, the cache's shape
         if (cache.written != cache.pos).any():  # an earlier forward stopped half-way (an exception in a layer)
             raise ValueError(f"forward: the cache is half-written (layers wrote up to {cache.written.tolist()}, "
                              f"pos = {cache.pos}): call cache.reset() or use model.new_cache()")
