@@ -82,39 +82,48 @@ def _first_reaching(values, target, side="left", block=512):  # [n], float -> in
     """`np.searchsorted(np.cumsum(values), target, side)`: the first i whose running sum `values[:i + 1].sum()`
     reaches target (side "left": >= target, "right": > target), n if none. `[.5, .25, .125, .125]`, 0.7 -> 1.
 
-    np.cumsum is a sequential loop (about 3 ns a value, as long as sorting them): beyond `block` values, the
-    sums of whole blocks (vectorised) find the block where the running sum reaches target, and only that block
-    is added up one value at a time. Same running sums up to rounding (~1e-16 of the total).
+    np.cumsum is a sequential loop (about 3 ns a value, as long as sorting them), so it runs over the first
+    `block` values only, where most searches end (a nucleus is usually short). Beyond them, the sums of whole
+    blocks (vectorised) find the block where the running sum reaches target, and only that block is added up
+    one value at a time. Same running sums up to rounding (~1e-16 of the total).
     """
-    if values.size <= block:
-        return int(values.cumsum().searchsorted(target, side))
-    starts = np.arange(0, values.size, block)
-    ends = np.add.reduceat(values, starts).cumsum()  # the running sum at the end of each block
-    j = int(ends.searchsorted(target, side))         # the block where it reaches target
+    running = values[:block].cumsum()
+    i = int(running.searchsorted(target, side))
+    if i < running.size or values.size <= block:  # reached in the first block, or there is no other
+        return i
+    starts = np.arange(block, values.size, block)
+    ends = np.add.reduceat(values, starts).cumsum() + running[-1]  # the running sum at the end of each block
+    j = int(ends.searchsorted(target, side))                        # the block where it reaches target
     if j == ends.size:
         return values.size
-    running = values[starts[j]:starts[j] + block].cumsum() + (ends[j - 1] if j > 0 else 0.0)
+    running = values[starts[j]:starts[j] + block].cumsum() + (ends[j - 1] if j > 0 else running[-1])
     return int(starts[j] + running.searchsorted(target, side))
 
 
-def _nucleus(probs, p):  # [V] -> ids [n] in id order, their probs [n]
+def _nucleus(probs, p, total, largest):  # [V], p, probs.sum(), probs.max() -> ids [n] in id order, their probs [n]
     """The ids top-p keeps: the most probable first until their mass reaches p of the total (on a tie at the
     cut, the lower ids first), exactly the head of `np.argsort(-probs, kind="stable")` that a full sort keeps.
 
-    Sorts only the values that can be in it: the tokens under (1 - p) / V of the total hold less than 1 - p of
-    the mass together, so the nucleus lies among the others. And it sorts values (`np.sort`), not ids: the
-    cumulative mass of the sorted values is the same whatever order ties take, and the cut is a value.
+    When the most probable token alone reaches p of the total (a confident model), it is the nucleus: no search.
+    Otherwise it sorts only the values that can be in it: the tokens under (1 - p) / V of the total hold less
+    than 1 - p of the mass together, so the nucleus lies among the others. And it sorts values (`np.sort`), not
+    ids: the cumulative mass of the sorted values is the same whatever order ties take, and the cut is a value.
     """
-    total = probs.sum()
-    ids = np.flatnonzero(probs >= (1 - p) * total / probs.size)  # the candidates, in id order
+    p, total = float(p), float(total)  # Python floats: a numpy scalar costs more per operation
+    if largest >= p * total:           # the first n whose mass reaches p is 1
+        i = int(probs.argmax())        # the first of the largest: the lowest id on ties
+        return np.array([i]), probs[i:i + 1]
+    ids = (probs >= (1 - p) * total / probs.size).nonzero()[0]  # the candidates, in id order
     values = probs[ids]
-    head = np.sort(values)[::-1]                               # their probabilities, largest first
+    head = values.copy()
+    head.sort()
+    head = head[::-1]                                          # their probabilities, largest first
     n_keep = _first_reaching(head, p * total) + 1              # the first n whose mass reaches p
     if n_keep > head.size:  # possible only by rounding: every id is a candidate
         ids, values = np.arange(probs.size), probs
         head = np.sort(probs)[::-1]
         n_keep = min(_first_reaching(head, p * total) + 1, head.size)
-    keep = np.flatnonzero(values >= head[n_keep - 1])          # down to the cut, its ties included
+    keep = (values >= head[n_keep - 1]).nonzero()[0]           # down to the cut, its ties included
     if keep.size > n_keep:  # too many ties at the cut: drop the higher ids
         at_cut = np.flatnonzero(values[keep] == head[n_keep - 1])
         keep = np.delete(keep, at_cut[at_cut.size - (keep.size - n_keep):])
@@ -153,17 +162,17 @@ def top_p_filter(probs, p):  # [V] -> [V]
         raise ValueError(f"top_p_filter: p must be in (0, 1] (1 keeps all), got {p}")
     if p >= 1.0:
         return probs
-    keep, kept = _nucleus(probs, p)
+    keep, kept = _nucleus(probs, p, probs.sum(), probs.max())
     out = np.zeros_like(probs)
     out[keep] = kept
     return out
 
 
-def _checked_logits(logits):  # [V] -> [V] float32, its largest value; raise unless some token is possible
+def _checked_logits(logits):  # [V] -> [V] float32, its largest value (a Python float); raise unless a token is possible
     logits = as_float32(logits, "logits")
     if logits.ndim != 1 or logits.size == 0:
         raise ValueError(f"logits must be a non-empty [V] vector, got shape {logits.shape}")
-    largest = logits.max()  # one pass: nan if any is nan, +inf if any is +inf, -inf if all are -inf
+    largest = float(logits.max())  # one pass: nan if any is nan, +inf if any is +inf, -inf if all are -inf
     if not largest < np.inf:  # nan or +inf; -inf is allowed (probability 0)
         bad = np.flatnonzero(~(logits < np.inf))
         raise ValueError(f"logits contain nan or +inf at ids {bad[:10].tolist()}: they define no distribution")
@@ -176,22 +185,28 @@ def _kept(logits, largest, temperature, top_k, top_p):  # [V] float32, its max, 
     """-> ids [n], weights [n]: the ids sampling may draw (in id order) and their softmax numerators
     exp((logit - largest) / temperature), in float64. Not divided by the softmax's sum: top-k and top-p measure
     mass relative to the total, and the caller renormalises what is kept. Only the work the settings ask for
-    (no top-k: no partition; no top-p: no sort)."""
-    with np.errstate(over="ignore"):  # an overflow is reported just below, in words, or is a weight of 0
-        inverse = np.float64(1.0) / temperature
-        if not (inverse < np.inf and largest * inverse < np.inf):  # no softmax of logits / temperature in float64
-            raise ValueError(f"temperature {temperature} is too small for these logits: logits / temperature "
-                             f"overflows float64 (largest |logit| {np.abs(logits[logits > -np.inf]).max():.3g}); "
-                             f"use temperature=0 for greedy decoding")
-        scaled = logits.astype(np.float64)  # softmax in float64 (day 1's softmax computes in float32)
-        scaled -= largest                   # max first: every weight is at most 1
-        scaled *= inverse                   # (logits - largest) / temperature; -inf where it overflows: weight 0
+    (no top-k: no partition; no top-p: no sort). It runs once per generated token, so its scalars are Python
+    floats, and `np.errstate` (slow to enter) guards only the temperatures for which an overflow is possible."""
+    inverse = 1.0 / float(temperature)  # 1 / 5e-324 is inf, not an error
+    if not (inverse < np.inf and largest * inverse < np.inf):  # no softmax of logits / temperature in float64
+        raise ValueError(f"temperature {temperature} is too small for these logits: logits / temperature "
+                         f"overflows float64 (largest |logit| {np.abs(logits[logits > -np.inf]).max():.3g}); "
+                         f"use temperature=0 for greedy decoding")
+    scaled = logits.astype(np.float64)  # softmax in float64 (day 1's softmax computes in float32)
+    scaled -= largest                   # max first: every weight is at most 1, the largest exp(0) = 1
+    if inverse < 1e250:                 # |logit - largest| <= 6.8e38 in float32: the product stays finite
+        scaled *= inverse               # (logits - largest) / temperature
+    else:                               # a tiny temperature: far-below logits overflow to -inf, weight 0
+        with np.errstate(over="ignore"):
+            scaled *= inverse
     weights = np.exp(scaled, out=scaled)
     if 0 < top_k < weights.size:
-        ids = _most_probable(weights, top_k)[:top_k]           # most probable first
-        ids = np.sort(ids[_nucleus(weights[ids], top_p)[0]] if top_p < 1 else ids)  # top-p measured on what top-k kept
-    elif top_p < 1:
-        return _nucleus(weights, top_p)                        # in id order; all above (1 - p) / V of the total: none is 0
+        ids = _most_probable(weights, top_k)[:top_k]           # most probable first: weight 1 among them
+        if top_p < 1:                                          # top-p measured on what top-k kept
+            ids = ids[_nucleus(weights[ids], top_p, weights[ids].sum(), 1.0)[0]]
+        ids = np.sort(ids)
+    elif top_p < 1:                                            # in id order; all above (1 - p) / V of the total: none is 0
+        return _nucleus(weights, top_p, weights.sum(), 1.0)
     else:
         ids = np.arange(weights.size)
     kept = weights[ids]
@@ -211,7 +226,7 @@ def next_token_probs(logits, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> [V]
     logits, largest = _checked_logits(logits)
     probs = np.zeros(logits.size)
     if temperature == 0:
-        probs[np.argmax(logits)] = 1.0  # np.argmax returns the first maximum
+        probs[logits.argmax()] = 1.0  # argmax returns the first maximum
         return probs
     ids, kept = _kept(logits, largest, temperature, top_k, top_p)
     probs[ids] = kept / kept.sum()  # renormalised, in float64
@@ -228,10 +243,12 @@ def sample(logits, rng, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> int
     check_rng(rng, temperature)
     logits, largest = _checked_logits(logits)
     if temperature == 0:
-        return int(np.argmax(logits))  # greedy: no softmax, no draw; the lowest id on ties
+        return int(logits.argmax())  # greedy: no softmax, no draw; the lowest id on ties
     kept_ids, kept = _kept(logits, largest, temperature, top_k, top_p)  # what top-k / top-p left (and did not underflow)
     u = rng.random()
     if not 0 <= u < 1:  # also false for nan: a broken generator would always give the last kept token
         raise ValueError(f"rng.random() returned {u!r}, expected a number in [0, 1): use np.random.default_rng(seed)")
-    i = _first_reaching(kept, u * kept.sum(), side="right")  # renormalised: u of the kept mass, in float64
+    if kept.size == 1:  # a confident model: no running sum to search (u was drawn all the same)
+        return int(kept_ids[0])
+    i = _first_reaching(kept, u * float(kept.sum()), side="right")  # renormalised: u of the kept mass, in float64
     return int(kept_ids[min(i, kept_ids.size - 1)])
