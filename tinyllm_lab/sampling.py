@@ -106,7 +106,7 @@ def _nucleus(probs, p, total, largest):  # [V], p, probs.sum(), probs.max() -> i
 
     When the most probable token alone reaches p of the total (a confident model), it is the nucleus: no search.
     Otherwise it sorts only the values that can be in it: the tokens under (1 - p) / V of the total hold less
-    than 1 - p of the mass together, so the nucleus lies among the others. And it sorts values (`np.sort`), not
+    than 1 - p of the mass together, so the nucleus lies among the others. And it sorts values (`a.sort()`), not
     ids: the cumulative mass of the sorted values is the same whatever order ties take, and the cut is a value.
     """
     p, total = float(p), float(total)  # Python floats: a numpy scalar costs more per operation
