@@ -142,7 +142,37 @@ def test_gqa_equals_multi_head_attention_on_repeated_kv_heads():
     mask = causal_mask(9, 9)
     kr = torch.from_numpy(k).repeat_interleave(4, dim=1).numpy()  # kv head j -> query heads 4j..4j+3
     vr = torch.from_numpy(v).repeat_interleave(4, dim=1).numpy()
-    assert np.array_equal(attention(q, k, v, mask), attention(q, kr, vr, mask))
+    # the same dot products, batched by kv head instead of by query head: equal to float32 rounding
+    assert np.abs(attention(q, k, v, mask) - attention(q, kr, vr, mask)).max() < 1e-6
+
+
+def test_multi_head_attention_is_unchanged_by_the_grouping():
+    # K == H: the groups are the heads themselves, the very products of plain multi-head attention
+    rng = np.random.default_rng(14)
+    q, k, v = randn(rng, 3, 4, 16), randn(rng, 10, 4, 16), randn(rng, 10, 4, 16)
+    mask = causal_mask(3, 10)
+    scores = q.transpose(1, 0, 2) @ k.transpose(1, 2, 0) * np.float32(1 / np.sqrt(16))
+    weights = torch.softmax(torch.from_numpy(np.where(mask, scores, -np.inf)), dim=-1).numpy()
+    assert np.abs(attention_weights(q, k, mask) - weights).max() < 1e-7
+    assert np.abs(attention(q, k, v, mask) - (weights @ v.transpose(1, 0, 2)).transpose(1, 0, 2)).max() < 1e-6
+
+
+def test_grouped_query_attention_does_not_copy_the_keys_and_values():
+    # one decode step of a Llama-2-7B-like layer over a long cache: H = 32 query heads share K = 4 kv heads.
+    # repeat_kv would copy k and v 8 times (2 x 16 MiB); the grouped matmuls need only the scores [H, 1, S]
+    import tracemalloc
+    rng = np.random.default_rng(15)
+    q, k, v = randn(rng, 1, 32, 64), randn(rng, 4096, 4, 64), randn(rng, 4096, 4, 64)
+    mask = causal_mask(1, 4096)
+    expected = torch_sdpa(q, k, v, mask=mask)
+    tracemalloc.start()
+    try:
+        out = attention(q, k, v, mask)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.abs(out - expected).max() < 1e-5
+    assert peak < 4 * 2**20, f"attention allocated {peak / 2**20:.1f} MiB at its peak"  # k repeated alone: 16 MiB
 
 
 def test_random_boolean_mask_matches_torch():

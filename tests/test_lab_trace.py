@@ -121,7 +121,7 @@ MISTAKES = {  # id: (edits, expected name, layer, step, model-level mistake id)
         {("ops", "e = np.exp(x - x_max)"): "e = np.exp(x)"}, "attention probabilities", 0, "prefill",
         "softmax_no_max"),
     "scale_missing": (
-        {("attention", "@ k.transpose(1, 2, 0) * scale"): "@ k.transpose(1, 2, 0)"}, "attention probabilities", 0,
+        {("attention", ".reshape(H, T, S) * scale"): ".reshape(H, T, S)"}, "attention probabilities", 0,
         "prefill", "scale_missing"),
     "gate_up_swapped": (
         {("ffn", "gate = silu(linear(x, w_gate))"): "gate = silu(linear(x, w_up))",

@@ -96,10 +96,10 @@ def attention_weights(q, k, mask):  # [T, H, Dh], [S, K, Dh], [T, S] -> [H, T, S
     """The attention probabilities `softmax(q k^T / sqrt(Dh))` of every head, masked entries 0."""
     q, k, mask = as_float32(q, "q"), as_float32(k, "k"), np.asarray(mask)
     _check_attention_shapes(q, k, mask)
-    H, (S, K, Dh) = q.shape[1], k.shape
-    k = repeat_kv(k, H // K)  # [S, H, Dh]
+    (T, H, _), (S, K, Dh) = q.shape, k.shape
     scale = np.float32(1 / np.sqrt(Dh))  # a float32 scalar: a float64 one would promote everything
-    scores = q.transpose(1, 0, 2) @ k.transpose(1, 2, 0) * scale  # [H, T, Dh] @ [H, Dh, S] -> [H, T, S]
+    groups = q.transpose(1, 0, 2).reshape(K, H // K * T, Dh)  # [K, H/K*T, Dh]: kv head j's query heads together
+    scores = (groups @ k.transpose(1, 2, 0)).reshape(H, T, S) * scale  # [K, H/K*T, Dh] @ [K, Dh, S] -> [H, T, S]
     scores = np.where(mask, scores, -np.inf)  # masked keys get probability exp(-inf) = 0
     return softmax(scores, axis=-1)
 
@@ -107,6 +107,7 @@ def attention_weights(q, k, mask):  # [T, H, Dh], [S, K, Dh], [T, S] -> [H, T, S
 def attention(q, k, v, mask):  # [T, H, Dh], [S, K, Dh], [S, K, Dh], [T, S] -> [T, H, Dh]
     """Scaled dot-product attention, `softmax(q k^T / sqrt(Dh), masked) v`, for every head.
 
+    Grouped-query: query head h reads kv head h // (H/K), without the copies `repeat_kv` makes.
     torch: `F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)` on
     `[H, T, Dh]` tensors. A mask row that is all False raises ValueError (it would give nan).
     Computes in float32 (`as_float32` on q, k, v); the mask must be a bool array.
@@ -115,9 +116,9 @@ def attention(q, k, v, mask):  # [T, H, Dh], [S, K, Dh], [S, K, Dh], [T, S] -> [
     if v.shape != k.shape:
         raise ValueError(f"attention: v has shape {v.shape}, expected the shape of k {k.shape}")
     weights = attention_weights(q, k, mask)  # [H, T, S], checks q, k and mask
-    v = repeat_kv(v, q.shape[1] // k.shape[1])  # [S, H, Dh]
-    out = weights @ v.transpose(1, 0, 2)  # [H, T, S] @ [H, S, Dh] -> [H, T, Dh]
-    return out.transpose(1, 0, 2)  # [T, H, Dh]
+    (T, H, Dh), (S, K, _) = q.shape, k.shape
+    out = weights.reshape(K, H // K * T, S) @ v.transpose(1, 0, 2)  # [K, H/K*T, S] @ [K, S, Dh] -> [K, H/K*T, Dh]
+    return out.reshape(H, T, Dh).transpose(1, 0, 2)  # [T, H, Dh]
 
 
 def self_attention(x, wq, wk, wv, wo, cos, sin, positions, n_heads, n_kv_heads):  # [T, D] -> [T, D]
