@@ -416,6 +416,25 @@ def _(q, k, mask):
     return stable_softmax(np.where(mask, learner_scores(q, k, share=np.tile) * scale_of(q), -np.inf))
 
 
+def learner_grouped_scores(q, k, order):  # [H, T, S] scaled, GQA by regrouping q einsum style, no repeat_kv
+    (T, H, Dh), (S, K, _) = q.shape, k.shape
+    if order == "h % K":  # q.reshape(T, H/K, K, Dh): head h = r*K + j lands in group j, row r
+        scores = np.einsum("trjd,sjd->jrts", q.reshape(T, H // K, K, Dh), k)
+    else:  # "no transpose": the memory of q [T, H, Dh] cut into K groups as it lies
+        scores = np.einsum("jnd,sjd->jns", q.reshape(K, H // K * T, Dh), k)
+    return scores.reshape(H, T, S) * scale_of(q)
+
+
+@wrong("attention_weights.grouped_wrong_order")
+def _(q, k, mask):
+    return stable_softmax(np.where(mask, learner_grouped_scores(q, k, "h % K"), -np.inf))
+
+
+@wrong("attention_weights.grouped_without_transpose")
+def _(q, k, mask):
+    return stable_softmax(np.where(mask, learner_grouped_scores(q, k, "no transpose"), -np.inf))
+
+
 @wrong("attention_weights.softmax_over_queries")
 def _(q, k, mask):
     return stable_softmax(np.where(mask, learner_scores(q, k) * scale_of(q), -np.inf), axis=1)
@@ -461,6 +480,14 @@ def _(q, k, v, mask):
 @wrong("attention.gqa_tile")
 def _(q, k, v, mask):
     return learner_attention(q, k, v, mask, share=np.tile).transpose(1, 0, 2)
+
+
+@wrong("attention.grouped_wrong_order")
+def _(q, k, v, mask):
+    (T, H, Dh), (S, K, _) = q.shape, k.shape
+    w = stable_softmax(np.where(mask, learner_grouped_scores(q, k, "h % K"), -np.inf))
+    out = np.einsum("jrts,sjd->jrtd", w.reshape(K, H // K, T, S), v)  # the weights read back group by group
+    return out.reshape(H, T, Dh).transpose(1, 0, 2)
 
 
 @wrong("attention.naive_softmax")

@@ -476,7 +476,7 @@ def _check(obj, name=None):  # -> CheckResult: check without looking at the part
             failing, expected_failing = case, expected
             break
     if failing is None:
-        cases = ", ".join(c.name for c in exercise.cases)
+        cases = "; ".join(c.name for c in exercise.cases)  # names may hold commas themselves
         report = f"{name} ({where}): passing, all {len(exercise.cases)} cases agree with the course ({cases})."
         return CheckResult(name, True, "passing", report=report)
 

@@ -149,6 +149,19 @@ def weights_tile(q, k, mask):
     return softmax(np.where(mask, scores, -np.inf))
 
 
+def weights_grouped_wrong_order(q, k, mask):  # GQA by regrouping the queries, head h put in group h % K
+    (T, H, Dh), (S, K, _) = q.shape, k.shape
+    groups = q.reshape(T, H // K, K, Dh).transpose(2, 1, 0, 3).reshape(K, H // K * T, Dh)  # head r*K + j in group j
+    scores = (groups @ k.transpose(1, 2, 0)).reshape(H, T, S) * np.float32(1 / np.sqrt(Dh))
+    return softmax(np.where(mask, scores, -np.inf))
+
+
+def weights_grouped_without_transpose(q, k, mask):  # q [T, H, Dh] regrouped as it lies, heads never moved to the front
+    (T, H, Dh), (S, K, _) = q.shape, k.shape
+    scores = (q.reshape(K, H // K * T, Dh) @ k.transpose(1, 2, 0)).reshape(H, T, S) * np.float32(1 / np.sqrt(Dh))
+    return softmax(np.where(mask, scores, -np.inf))
+
+
 def weights_softmax_over_queries(q, k, mask):
     return softmax(np.where(mask, scores_of(q, k, np.float32(1 / np.sqrt(q.shape[-1]))), -np.inf), axis=-2)
 
@@ -196,9 +209,20 @@ ATTENTION_WEIGHTS = Exercise(3, "attention", "attention_weights", cases=[
             "masked scores to -inf before the softmax.",
             weights_masked_after_softmax),
     Mistake("attention_weights.gqa_tile",
-            "GQA by np.tile instead of np.repeat: query head h must read kv head h // (H / K) (repeat_kv), "
-            "not h % K.",
+            "query head h reads kv head h % K (np.tile instead of np.repeat, or the queries grouped in the wrong "
+            "order): it must read kv head h // (H / K), as repeat_kv lines them up.",
             weights_tile),
+    Mistake("attention_weights.grouped_wrong_order",
+            "the queries are grouped in the wrong order: kv head j's group must hold query heads j * H/K .. "
+            "(j + 1) * H/K - 1 (row r * T + t is query head j * H/K + r at token t). Move the heads to the front, "
+            "then reshape: q.transpose(1, 0, 2).reshape(K, H // K * T, Dh); q.reshape(T, H // K, K, Dh) puts "
+            "head h in group h % K.",
+            weights_grouped_wrong_order),
+    Mistake("attention_weights.grouped_without_transpose",
+            "the queries are regrouped without moving the heads to the front first: q [T, H, Dh] reshaped "
+            "straight to [K, H/K * T, Dh] mixes tokens and heads. Transpose to [H, T, Dh] first: "
+            "q.transpose(1, 0, 2).reshape(K, H // K * T, Dh).",
+            weights_grouped_without_transpose),
     Mistake("attention_weights.softmax_over_queries",
             "the softmax runs over the queries (axis -2): each query's weights over the keys (the last axis) sum to 1.",
             weights_softmax_over_queries),
@@ -233,6 +257,12 @@ def attention_tile(q, k, v, mask):
     return out.transpose(1, 0, 2)
 
 
+def attention_grouped_wrong_order(q, k, v, mask):  # the weights of weights_grouped_wrong_order, regrouped alike for v
+    (T, H, Dh), (S, K, _) = q.shape, k.shape
+    out = weights_grouped_wrong_order(q, k, mask).reshape(K, H // K * T, S) @ v.transpose(1, 0, 2)
+    return out.reshape(H, T, Dh).transpose(1, 0, 2)
+
+
 def attention_naive_softmax(q, k, v, mask):
     out = weights_naive_softmax(q, k, mask) @ repeat_kv(v, q.shape[1] // k.shape[1]).transpose(1, 0, 2)
     return out.transpose(1, 0, 2)
@@ -261,9 +291,14 @@ ATTENTION = Exercise(3, "attention", "attention", cases=[
             "masked scores to -inf before the softmax.",
             attention_masked_after_softmax),
     Mistake("attention.gqa_tile",
-            "GQA by np.tile instead of np.repeat: query head h must read kv head h // (H / K) (repeat_kv on both "
-            "k and v), not h % K.",
+            "query head h reads kv head h % K (np.tile instead of np.repeat, or the queries grouped in the wrong "
+            "order): it must read kv head h // (H / K), for both k and v, as repeat_kv lines them up.",
             attention_tile),
+    Mistake("attention.grouped_wrong_order",
+            "the queries are grouped in the wrong order: kv head j's group must hold query heads j * H/K .. "
+            "(j + 1) * H/K - 1. Move the heads to the front, then reshape: "
+            "q.transpose(1, 0, 2).reshape(K, H // K * T, Dh), and read the weights back the same way for v.",
+            attention_grouped_wrong_order),
     Mistake("attention.heads_not_moved_back",
             "returns [H, T, Dh]: the heads were moved to the front for the batched matmul and must go back to the "
             "middle, out.transpose(1, 0, 2) -> [T, H, Dh].",
