@@ -15,6 +15,15 @@ def randn(seed, shape, scale=1.0, shift=0.0):  # seeded float32 normal numbers: 
     return (shift + scale * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
 
 
+def shown(run, inputs):  # a case's run, with the inputs in words for the report (see `case_shown`)
+    run.inputs = inputs
+    return run
+
+
+def case_shown(name, run, **kwargs):  # a Case whose inputs are the ones its run shows
+    return Case(name, run, inputs=run.inputs, **kwargs)
+
+
 def half_and_double(seed, shape, scale=1.0, shift=0.0):  # the same numbers as float16 and as float64
     x = randn(seed, shape, scale, shift)
     return x.astype(np.float16), x.astype(np.float64)

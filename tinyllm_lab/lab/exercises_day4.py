@@ -11,13 +11,13 @@ import functools
 
 import numpy as np
 
-from tinyllm_lab.attention import attention, attention_weights, causal_mask, merge_heads, split_heads
+from tinyllm_lab.attention import attention, attention_weights, causal_mask, merge_heads
 from tinyllm_lab.kv_cache import KVCache
 from tinyllm_lab.lab.check import Case, Exercise, Mistake
 from tinyllm_lab.lab.exercises_day1 import randn, raises_value_error
-from tinyllm_lab.lab.exercises_day3 import layer_weights
+from tinyllm_lab.lab.exercises_day3 import layer_parts, layer_weights
 from tinyllm_lab.ops import linear, silu
-from tinyllm_lab.rope import apply_rope, rope_tables
+from tinyllm_lab.rope import rope_tables
 
 
 # --- the cache a case hands to the learner's layer --------------------------------------------
@@ -233,23 +233,17 @@ KV_CACHE = Exercise(4, "kv_cache", "KVCache", cases=[
 
 # --- cached_self_attention --------------------------------------------------------------------
 
+def new_tokens(x, wq, wk, wv, cos, sin, n_heads, n_kv_heads, start):  # q, k rotated at start.., v
+    return layer_parts(x, wq, wk, wv, cos, sin, np.arange(start, start + len(x)), n_heads, n_kv_heads)
+
+
 def cached_positions_restart(x, wq, wk, wv, wo, cos, sin, n_heads, n_kv_heads, cache, layer, maps=None):
-    T = x.shape[0]
-    positions = np.arange(T)
-    q = apply_rope(split_heads(linear(x, wq), n_heads), cos, sin, positions)
-    k = apply_rope(split_heads(linear(x, wk), n_kv_heads), cos, sin, positions)
-    keys, values = cache.update(layer, k, split_heads(linear(x, wv), n_kv_heads))
-    mask = causal_mask(T, keys.shape[0])
+    q, k, v = new_tokens(x, wq, wk, wv, cos, sin, n_heads, n_kv_heads, 0)  # positions from 0, not from cache.pos
+    keys, values = cache.update(layer, k, v)
+    mask = causal_mask(len(x), keys.shape[0])
     if maps is not None:
         maps.append(attention_weights(q, keys, mask))
     return linear(merge_heads(attention(q, keys, values, mask)), wo)
-
-
-def new_tokens(x, wq, wk, wv, cos, sin, n_heads, n_kv_heads, start):  # q, k rotated at start.., v
-    positions = np.arange(start, start + x.shape[0])
-    q = apply_rope(split_heads(linear(x, wq), n_heads), cos, sin, positions)
-    k = apply_rope(split_heads(linear(x, wk), n_kv_heads), cos, sin, positions)
-    return q, k, split_heads(linear(x, wv), n_kv_heads)
 
 
 def cached_attends_new_only(x, wq, wk, wv, wo, cos, sin, n_heads, n_kv_heads, cache, layer, maps=None):

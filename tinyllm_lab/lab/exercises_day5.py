@@ -15,6 +15,7 @@ from tinyllm_lab.config import ModelConfig
 from tinyllm_lab.ffn import swiglu
 from tinyllm_lab.kv_cache import cached_self_attention
 from tinyllm_lab.lab.check import Case, Exercise, Mistake
+from tinyllm_lab.lab.exercises_day1 import case_shown, shown
 from tinyllm_lab.lab.exercises_day4 import course_cache
 from tinyllm_lab.model import Model, block, random_weights
 from tinyllm_lab.ops import linear, rms_norm, softmax
@@ -267,19 +268,10 @@ MODEL = Exercise(5, "model", "Model", cases=[
 
 # --- top_k_filter -----------------------------------------------------------------------------
 
-def _shown(run, inputs):  # a case's run, with the inputs in words for the report
-    run.inputs = inputs
-    return run
-
-
-def _case(name, run, **kwargs):  # a Case whose inputs are the ones its run shows
-    return Case(name, run, inputs=run.inputs, **kwargs)
-
-
 def _top_k(probs, k):
     def run(impl):
         return impl(np.array(probs, dtype=np.float64), k)
-    return _shown(run, f"probs={probs} (float64), k={k}")
+    return shown(run, f"probs={probs} (float64), k={k}")
 
 
 def _top_k_ties_kept(probs, k):
@@ -320,12 +312,12 @@ def _top_k_smallest(probs, k):
 
 
 TOP_K = Exercise(5, "sampling", "top_k_filter", cases=[
-    _case("docstring: k=2", _top_k([.1, .4, .2, .3], 2)),
-    _case("k=3 of 7", _top_k([.05, .3, .1, .02, .25, .08, .2], 3)),
-    _case("a tie at the k-th place", _top_k([.2, .3, .2, .1, .2], 2),
+    case_shown("docstring: k=2", _top_k([.1, .4, .2, .3], 2)),
+    case_shown("k=3 of 7", _top_k([.05, .3, .1, .02, .25, .08, .2], 3)),
+    case_shown("a tie at the k-th place", _top_k([.2, .3, .2, .1, .2], 2),
          note="ties: the lower id first, exactly k tokens kept"),
-    _case("k=0 keeps all", _top_k([.1, .4, .2, .3], 0)),
-    _case("after top-k of a sharper softmax (mass < 1 is fine)", _top_k([.3, .0, .25, .05, .1], 2)),
+    case_shown("k=0 keeps all", _top_k([.1, .4, .2, .3], 0)),
+    case_shown("after top-k of a sharper softmax (mass < 1 is fine)", _top_k([.3, .0, .25, .05, .1], 2)),
 ], mistakes=[
     Mistake("top_k_filter.ties_kept",
             "every token tied with the k-th is kept (a threshold `probs >= k-th largest`, as Hugging Face's "
@@ -353,7 +345,7 @@ TOP_K = Exercise(5, "sampling", "top_k_filter", cases=[
 def _top_p(probs, p):
     def run(impl):
         return impl(np.array(probs, dtype=np.float64), p)
-    return _shown(run, f"probs={probs} (float64), p={p}")
+    return shown(run, f"probs={probs} (float64), p={p}")
 
 
 def _top_p_drops_crossing(probs, p):
@@ -400,14 +392,14 @@ def _top_p_unsorted(probs, p):
 
 
 TOP_P = Exercise(5, "sampling", "top_p_filter", cases=[
-    _case("docstring: p=0.6", _top_p([.125, .5, .25, .125], 0.6),
+    case_shown("docstring: p=0.6", _top_p([.125, .5, .25, .125], 0.6),
          note=".5 alone falls short of 0.6, .5 + .25 reaches it: both are kept"),
-    _case("the mass reaches p exactly", _top_p([.125, .5, .25, .125], 0.75),
+    case_shown("the mass reaches p exactly", _top_p([.125, .5, .25, .125], 0.75),
          note="the smallest set whose mass reaches p (>= p): .5 + .25 = .75, nothing more"),
-    _case("the top token alone is past p", _top_p([.1, .7, .2], 0.5), note="at least one token is kept"),
-    _case("after top-k: the mass is 0.7, not 1", _top_p([0, .4, 0, .3], 0.5),
+    case_shown("the top token alone is past p", _top_p([.1, .7, .2], 0.5), note="at least one token is kept"),
+    case_shown("after top-k: the mass is 0.7, not 1", _top_p([0, .4, 0, .3], 0.5),
          note="p is a fraction of the mass the filter is given"),
-    _case("p = 1 keeps all", _top_p([.1, .4, .2, .3], 1.0)),
+    case_shown("p = 1 keeps all", _top_p([.1, .4, .2, .3], 1.0)),
 ], mistakes=[
     Mistake("top_p_filter.drops_crossing_token",
             "the token that crosses p was dropped (kept only tokens with cumulative mass <= p): keep the smallest "
@@ -441,7 +433,7 @@ def _softmax64(z):  # [V] float64 -> [V] float64: day 1's softmax converts to fl
 def _probs(logits, **settings):
     def run(impl):
         return impl(np.array(logits, dtype=np.float32), **settings)
-    return _shown(run, f"logits={logits} (float32)" + "".join(f", {k}={v}" for k, v in settings.items()))
+    return shown(run, f"logits={logits} (float32)" + "".join(f", {k}={v}" for k, v in settings.items()))
 
 
 def _probs_temperature_after(logits, temperature=1.0, top_k=0, top_p=1.0):
@@ -487,14 +479,14 @@ def _probs_tiny_temperature(logits, temperature=1.0, top_k=0, top_p=1.0):
 
 
 NEXT_TOKEN_PROBS = Exercise(5, "sampling", "next_token_probs", cases=[
-    _case("temperature 1", _probs(TOY)),
-    _case("temperature 0.5", _probs(TOY, temperature=0.5), note="temperature divides the logits before the softmax"),
-    _case("top_k=3", _probs(TOY, top_k=3), note="the kept probabilities renormalised to sum to 1"),
-    _case("top_k=2 then top_p=0.5", _probs([0.9, 0.6, 0.2, -0.4], top_k=2, top_p=0.5),
+    case_shown("temperature 1", _probs(TOY)),
+    case_shown("temperature 0.5", _probs(TOY, temperature=0.5), note="temperature divides the logits before the softmax"),
+    case_shown("top_k=3", _probs(TOY, top_k=3), note="the kept probabilities renormalised to sum to 1"),
+    case_shown("top_k=2 then top_p=0.5", _probs([0.9, 0.6, 0.2, -0.4], top_k=2, top_p=0.5),
          note="temperature, then top-k, then top-p measured on what top-k kept"),
-    _case("greedy: temperature 0, with a tie", _probs(TOY, temperature=0.0),
+    case_shown("greedy: temperature 0, with a tie", _probs(TOY, temperature=0.0),
          note="probability 1 on the argmax, the lowest id on ties"),
-    _case("tiny probabilities (float64)", _probs([30.0, 0.0, -30.0, 10.0], temperature=0.7),
+    case_shown("tiny probabilities (float64)", _probs([30.0, 0.0, -30.0, 10.0], temperature=0.7),
          note="float64 keeps the digits of tiny probabilities", rtol=1e-9, atol=0.0),
 ], mistakes=[
     Mistake("next_token_probs.temperature_after_softmax",

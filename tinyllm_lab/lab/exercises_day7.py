@@ -8,23 +8,15 @@ character is cut across two tokens and decoding token by token would show it.
 import codecs
 
 from tinyllm_lab.lab.check import Case, Exercise, Mistake
+from tinyllm_lab.lab.exercises_day1 import case_shown, shown
 from tinyllm_lab.tokenizer import Tokenizer, apply_merges, merge
-
-def _shown(run, inputs):  # a case's run, with the inputs in words for the report
-    run.inputs = inputs
-    return run
-
-
-def _case(name, run, **kwargs):  # a Case whose inputs are the ones its run shows
-    return Case(name, run, inputs=run.inputs, **kwargs)
-
 
 # --- pair_counts ------------------------------------------------------------------------------
 
 def _counts(words):
     def run(impl):
         return dict(impl(dict(words)))
-    return _shown(run, f"words={words}; output: the counts as a dict")
+    return shown(run, f"words={words}; output: the counts as a dict")
 
 
 def _pair_counts_unweighted(words):
@@ -52,10 +44,10 @@ def _pair_counts_across_words(words):
 
 
 PAIR_COUNTS = Exercise(7, "tokenizer", "pair_counts", cases=[
-    _case("docstring: one word", _counts({(1, 2, 3, 1, 2): 1})),
-    _case("words with frequencies", _counts({(1, 2): 3, (2, 1, 2): 2, (7,): 4}),
+    case_shown("docstring: one word", _counts({(1, 2, 3, 1, 2): 1})),
+    case_shown("words with frequencies", _counts({(1, 2): 3, (2, 1, 2): 2, (7,): 4}),
          note="each word's pairs count as often as the word occurs"),
-    _case("a pair repeated inside a word", _counts({(5, 5, 5, 5): 1, (5, 6): 2})),
+    case_shown("a pair repeated inside a word", _counts({(5, 5, 5, 5): 1, (5, 6): 2})),
 ], mistakes=[
     Mistake("pair_counts.ignores_frequency",
             "each word counted once: a word that occurs f times adds f to each of its pairs (training counts each "
@@ -77,7 +69,7 @@ PAIR_COUNTS = Exercise(7, "tokenizer", "pair_counts", cases=[
 def _merge(word, pair, new_id):
     def run(impl):
         return impl(tuple(word), tuple(pair), new_id)
-    return _shown(run, f"word={word}, pair={pair}, new_id={new_id}")
+    return shown(run, f"word={word}, pair={pair}, new_id={new_id}")
 
 
 def _merge_no_skip(word, pair, new_id):
@@ -112,11 +104,11 @@ def _merge_as_text(word, pair, new_id):
 
 
 MERGE = Exercise(7, "tokenizer", "merge", cases=[
-    _case("docstring: two occurrences", _merge((1, 2, 3, 1, 2), (1, 2), 9)),
-    _case("overlap: (1, 1, 1)", _merge((1, 1, 1), (1, 1), 9), note="overlaps go to the left: (9, 1)"),
-    _case("overlap: (1, 1, 1, 1)", _merge((1, 1, 1, 1), (1, 1), 9)),
-    _case("the pair at the end, an id left over", _merge((3, 1, 2, 4), (1, 2), 9)),
-    _case("ids with more than one digit", _merge((11, 2, 3, 1, 2), (1, 2), 300)),
+    case_shown("docstring: two occurrences", _merge((1, 2, 3, 1, 2), (1, 2), 9)),
+    case_shown("overlap: (1, 1, 1)", _merge((1, 1, 1), (1, 1), 9), note="overlaps go to the left: (9, 1)"),
+    case_shown("overlap: (1, 1, 1, 1)", _merge((1, 1, 1, 1), (1, 1), 9)),
+    case_shown("the pair at the end, an id left over", _merge((3, 1, 2, 4), (1, 2), 9)),
+    case_shown("ids with more than one digit", _merge((11, 2, 3, 1, 2), (1, 2), 300)),
 ], mistakes=[
     Mistake("merge.no_skip_after_match",
             "after a merge the scan moved on by one id instead of two, so the pair's second id was kept (or merged "
@@ -141,7 +133,7 @@ MERGE = Exercise(7, "tokenizer", "merge", cases=[
 def _apply(ids, ranks):
     def run(impl):
         return impl(list(ids), dict(ranks))
-    return _shown(run, f"ids={ids}, ranks={ranks}")
+    return shown(run, f"ids={ids}, ranks={ranks}")
 
 
 def _apply_leftmost(ids, ranks):
@@ -174,12 +166,12 @@ def _apply_rank_as_id(ids, ranks):
 
 
 APPLY_MERGES = Exercise(7, "tokenizer", "apply_merges", cases=[
-    _case("docstring", _apply([97, 97, 98, 97], {(97, 97): 0, (256, 98): 1})),
-    _case("the lower rank first, though it comes later in the word", _apply([1, 2, 3], {(2, 3): 0, (1, 2): 1}),
+    case_shown("docstring", _apply([97, 97, 98, 97], {(97, 97): 0, (256, 98): 1})),
+    case_shown("the lower rank first, though it comes later in the word", _apply([1, 2, 3], {(2, 3): 0, (1, 2): 1}),
          note="merges are replayed in the order they were learned, not left to right"),
-    _case("a chain of merges", _apply([1, 2, 3, 1, 2], {(1, 2): 0, (256, 3): 1, (257, 256): 2})),
-    _case("the earlier pair has the lower rank", _apply([5, 6, 7], {(5, 6): 0, (6, 7): 1})),
-    _case("nothing to merge", _apply([4, 5, 4], {(5, 5): 0})),
+    case_shown("a chain of merges", _apply([1, 2, 3, 1, 2], {(1, 2): 0, (256, 3): 1, (257, 256): 2})),
+    case_shown("the earlier pair has the lower rank", _apply([5, 6, 7], {(5, 6): 0, (6, 7): 1})),
+    case_shown("nothing to merge", _apply([4, 5, 4], {(5, 5): 0})),
 ], mistakes=[
     Mistake("apply_merges.leftmost_pair",
             "the first pair in the word that has a merge was merged, not the pair of lowest rank: apply the merges "
@@ -267,7 +259,7 @@ TOKENIZER = Exercise(7, "tokenizer", "Tokenizer", cases=[
 
 # --- StreamDecoder ----------------------------------------------------------------------------
 
-def _stream(ids, note=""):
+def _stream(ids):
     def run(cls):
         decoder = cls(Tokenizer(MERGES))
         return [decoder.push(i) for i in ids] + [decoder.flush()]

@@ -43,6 +43,8 @@ from tinyllm_lab.config import ModelConfig
 from tinyllm_lab.kv_cache import KVCache
 from tinyllm_lab.model import ModelWeights, random_weights
 
+lab_check = importlib.import_module("tinyllm_lab.lab.check")  # the module (the package's `check` is the function)
+
 MODULES = ("ops", "rope", "attention", "kv_cache", "ffn", "model")  # the package modules the model is assembled from
 TRACED = ("linear", "softmax", "rms_norm", "silu", "apply_rope", "attention_weights", "attention",
           "cached_self_attention", "swiglu", "block")  # the functions whose calls are recorded
@@ -343,8 +345,7 @@ def _run(modules, config, weights, feeds, patches=(), cache_factory=None):  # ->
         except Exception as e:  # noqa: BLE001
             run.error, run.error_step, run.error_where = e, step, _raised_in(e, dirs)
             _calls_inside(recorder.calls)
-            run.steps.append(_name_calls(recorder.calls, config, None))
-            run.steps[-1].pop((None, "logits"), None)
+            run.steps.append(_name_calls(recorder.calls, config, None))  # no logits: forward raised before them
             return run
         _calls_inside(recorder.calls)
         named = _name_calls(recorder.calls, config, out)
@@ -608,18 +609,14 @@ def _check_candidates(producer, learner_modules):  # the learner's functions to 
 
 
 def _first_failing_check(candidates):  # -> (qualified name, CheckResult) or (None, None)
-    try:
-        from tinyllm_lab.lab.check import check
-    except ImportError:  # check is optional here: trace works without it
-        return None, None
     for fn in candidates:
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                result = check(fn)
+                result = lab_check.check(fn)
         except Exception:  # noqa: BLE001 -- not a checkable name, or the check itself failed: try the next
             continue
-        if not getattr(result, "passed", True):
-            return f"{fn.__module__}.{fn.__qualname__}", result
+        if not result.passed:
+            return _qualname(fn), result
     return None, None
 
 
@@ -759,7 +756,7 @@ def trace(package="my_tinyllm", *, config=None, weights=None, tokens=None, decod
     producer = learner.steps[s][(layer, name)].producer
     function, check_result = _first_failing_check(_check_candidates(producer, learner_modules))
     if diagnosis is None and check_result is not None:
-        diagnosis = getattr(check_result, "diagnosis", None)
+        diagnosis = check_result.diagnosis
     where = _qualname(producer.fn) if producer is not None else _qualname(learner_modules["model"].Model.forward)
     if producer is not None:
         caller = _qualname(producer.parent.fn) if producer.parent else "Model.forward"
@@ -843,11 +840,11 @@ def _report_fail(pkg, setting, first, diff, ref, learner, matched, missing, diag
     if diagnosis:
         lines.append(f"  diagnosis: {diagnosis}")
     if check_result is not None:
-        said, name_ = getattr(check_result, "diagnosis", None), function.rsplit(".", 1)[-1]
+        said, name_ = check_result.diagnosis, function.rsplit(".", 1)[-1]
         if said:
             lines.append(f"  check({name_}) fails: {said}")
         else:  # no catalogued mistake matched: its report says which case fails and how
-            report = str(getattr(check_result, "report", "")).strip().splitlines()
+            report = check_result.report.strip().splitlines()
             lines += [f"  check({name_}) fails:"] + [f"    {line}" for line in report]
     if learner.error is not None:
         error, step = learner.error, _step_name(learner.error_step)
