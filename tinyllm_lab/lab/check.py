@@ -382,8 +382,8 @@ def _diagnose(exercise, failing, outputs):  # -> the Mistake whose outputs match
     for mistake in exercise.mistakes:
         if _compare(_call(failing.run, mistake.impl), outputs[failing.name], failing.atol, failing.rtol) is not None:
             continue
-        score = sum(_compare(_call(case.run, mistake.impl), got, case.atol, case.rtol) is None
-                    for case, got in ((c, outputs[c.name]) for c in exercise.cases if c.name in outputs))
+        score = 1 + sum(_compare(_call(case.run, mistake.impl), outputs[case.name], case.atol, case.rtol) is None
+                        for case in exercise.cases if case.name in outputs and case is not failing)  # 1: the failing case
         if score > best_score:
             best, best_score = mistake, score
     return best

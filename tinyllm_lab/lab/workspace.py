@@ -37,8 +37,6 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
-
 import tinyllm_lab
 from tinyllm_lab import promote
 from tinyllm_lab.lab import syllabus
@@ -56,6 +54,13 @@ PLACEHOLDER = (f"# {PACKAGE}.{{module}}: not promoted yet. Until you promote {{n
                "from tinyllm_lab.lab.workspace import stand_in_module\n\n"
                "stand_in_module(globals(), {module!r}, {notebook!r})\n")
 PLACEHOLDER_FIRST_LINE = f"# {PACKAGE}.{{module}}: not promoted yet."
+
+
+def _nbformat():  # the nbformat module, imported on first use
+    # nbformat and its JSON-schema validator take ~0.9 s to import: only the commands that read or write
+    # notebooks pay it, not `import tinyllm_lab.lab` nor the stand-ins every learner module imports
+    import nbformat
+    return nbformat
 
 
 def workspace_dir(workspace=None):  # -> Path
@@ -241,13 +246,13 @@ def _is_promotion_cell(cell):
 
 
 def _code(source, cell_id):
-    cell = nbformat.v4.new_code_cell(source)
+    cell = _nbformat().v4.new_code_cell(source)
     cell.id = cell_id
     return cell
 
 
 def _markdown(source, cell_id):
-    cell = nbformat.v4.new_markdown_cell(source)
+    cell = _nbformat().v4.new_markdown_cell(source)
     cell.id = cell_id
     return cell
 
@@ -348,7 +353,7 @@ def generate(notebook, modules=None, day=None):  # -> nbformat NotebookNode
     notebook = Path(notebook)
     modules = set(promoted_modules(notebook.parent) if modules is None else modules)
     day = notebook_day(notebook) if day is None else day
-    nb = nbformat.read(notebook, as_version=4)
+    nb = _nbformat().read(notebook, as_version=4)
     exercises = notebook_exercises(notebook, day)
     wanted = {name: module for module, name in exercises}
     found = []
@@ -484,7 +489,7 @@ def _not_as_saved(path, namespace):  # -> [names] of promoted defs whose running
     holds in another version than the saved notebook: edited and not saved, or saved and not run.
     Only what the kernel defined itself counts: a name a later cell rebound by an import is skipped."""
     saved, promoted = {}, []
-    for cell in nbformat.read(path, as_version=4).cells:
+    for cell in _nbformat().read(path, as_version=4).cells:
         if cell.cell_type == "code":
             for name, node in top_level_definitions(cell.source).items():
                 saved.setdefault(name, []).append(node)
@@ -539,14 +544,14 @@ def promote_day(notebook, workspace=None, namespace=None):  # -> str: one line p
         raise NotSaved(f"nothing promoted: {', '.join(stale)} in the saved {path.name} is not what this kernel "
                          f"ran. Save the notebook (Ctrl+S), run the cells that define them (and their checks), "
                          f"then this cell again.")
-    modules = set(promoted_modules(NOTEBOOKS)) | set(promote.promoted_cells(path))
+    owners, cells = promoted_modules(NOTEBOOKS), promote.promoted_cells(path)  # each notebook read once
+    modules = set(owners) | set(cells)
     package = _learner_package(workspace)
     _refuse_course_path(package)
     package.mkdir(parents=True, exist_ok=True)
     lines = []
     day = notebook_day(path)
-    cells = promote.promoted_cells(path)
-    course = [m for m, nb in promoted_modules(NOTEBOOKS).items() if nb == path.name.replace(".new.ipynb", ".ipynb")]
+    course = [m for m, nb in owners.items() if nb == path.name.replace(".new.ipynb", ".ipynb")]
     for module in course:
         if module not in cells:  # every `#| promote: MODULE` line of this module was removed
             target = package / f"{module}.py"
@@ -561,12 +566,12 @@ def promote_day(notebook, workspace=None, namespace=None):  # -> str: one line p
     for module, sources in cells.items():
         text = rewrite_imports(promote.render(path, module, sources, header=LEARNER_HEADER), modules)
         stubs = _stand_ins(text, module)
-        defined = top_level_definitions(text)
+        defined, parses = top_level_definitions(text), _parses(text)
         absent = [n for d, m, n in syllabus.exercises() if m == module and d == day and n not in defined
-                  and _parses(text)]  # (code that does not parse fails on import, with Python's own error)
+                  and parses]  # (code that does not parse fails on import, with Python's own error)
         course_file = COURSE_PACKAGE_DIR / f"{module}.py"
         given = [n for n in top_level_definitions(course_file.read_text(encoding="utf-8")) if n not in defined
-                 and n not in absent and not n.startswith("_") and _parses(text)] if course_file.exists() else []
+                 and n not in absent and not n.startswith("_") and parses] if course_file.exists() else []
         absent += given  # given code (e.g. as_float32) whose cell lost its marker line: later days import it too
         stubs.update({n: f"was not found in your `{promote.MARKER} {module}` cells" for n in absent})
         if stubs:
@@ -578,7 +583,7 @@ def promote_day(notebook, workspace=None, namespace=None):  # -> str: one line p
         target.write_text(text, encoding="utf-8")
         sys.modules.pop(f"{PACKAGE}.{module}", None)
         done = [name for _, m, name in syllabus.exercises() if m == module and name not in stubs
-                and name in top_level_definitions(text)]
+                and name in defined]  # the stand-in lines appended above define no exercise
         note = f"yours: {', '.join(done) or 'no exercise'}" + (
             f"; still the course's: {', '.join(n for n in stubs if n not in absent)}" if set(stubs) - set(absent) else "")
         lines.append(f"{PACKAGE}/{module}.py <- {path.name} ({note})")
@@ -663,14 +668,14 @@ def make_workspace(workspace=None, notebook_dir=NOTEBOOKS, replace=()):  # -> [r
             lines.append(f"{name}: kept (it was not made by this workspace; pass --replace day{notebook_day(name)} to replace it)")
             continue
         if target.exists() and record is not None:
-            learner_changed = _cell_hash(nbformat.read(target, as_version=4)) != record["generated"]
+            learner_changed = _cell_hash(_nbformat().read(target, as_version=4)) != record["generated"]
             course_changed = source_hash != record["source"]
             if not course_changed and not wants_replace:
                 lines.append(f"{name}: {'kept, with your edits' if learner_changed else 'up to date'}")
                 continue
             if learner_changed and not wants_replace:
                 new = _beside(target, "new")
-                nbformat.write(generate(source, modules), new)
+                _nbformat().write(generate(source, modules), new)
                 lines.append(f"{name}: the course's notebook changed since your copy was made, and you have edited "
                              f"yours: kept yours; the new version is {new.name}. Take what you want from it, or run "
                              f"`python -m tinyllm_lab.lab workspace --replace day{notebook_day(name)}` "
@@ -683,7 +688,7 @@ def make_workspace(workspace=None, notebook_dir=NOTEBOOKS, replace=()):  # -> [r
             if wants_replace:
                 backup = _beside(target, "backup-" + time.strftime("%Y%m%d-%H%M%S"))
                 backup.write_bytes(target.read_bytes())
-                carried, left = carry_over(nbformat.read(target, as_version=4), nb, notebook_day(name))
+                carried, left = carry_over(_nbformat().read(target, as_version=4), nb, notebook_day(name))
                 action = f"replaced by the course's current version (yours is kept as {backup.name})"
                 if carried:
                     action += f"; your {', '.join(carried)} carried over into it"
@@ -692,7 +697,7 @@ def make_workspace(workspace=None, notebook_dir=NOTEBOOKS, replace=()):  # -> [r
                                f"{', '.join(left)}: copy what you need from {backup.name}")
             else:
                 action = "updated to the course's current version (you had not edited it)"
-        nbformat.write(nb, target)
+        _nbformat().write(nb, target)
         _beside(target, "new").unlink(missing_ok=True)
         state["notebooks"][name] = {"source": source_hash, "generated": generated}
         lines.append(f"{name}: {action}")
@@ -751,7 +756,7 @@ def reset(day, name, workspace=None, notebook_dir=NOTEBOOKS):  # -> str: what wa
     fresh = generate(Path(notebook_dir) / path.name.replace(".new.ipynb", ".ipynb"), promoted_modules(notebook_dir))
     stub = next(definition_text(c.source, name) for c in fresh.cells
                 if c.cell_type == "code" and c.source.startswith(promote.MARKER) and definition_text(c.source, name))
-    nb = nbformat.read(path, as_version=4)
+    nb = _nbformat().read(path, as_version=4)
     cell = next((c for c in nb.cells if c.cell_type == "code" and c.source.startswith(promote.MARKER)
                  and definition_text(c.source, name)), None)
     cell = cell or next((c for c in nb.cells if c.cell_type == "code" and definition_text(c.source, name)), None)
@@ -769,6 +774,6 @@ def reset(day, name, workspace=None, notebook_dir=NOTEBOOKS):  # -> str: what wa
                       f"# `{promote.MARKER} {module}` at the top of that cell: only cells that start with it are promoted.\n"
                       f"{mine}\n", encoding="utf-8")
     cell.source = replace_definition(cell.source, name, stub)
-    nbformat.write(nb, path)
+    _nbformat().write(nb, path)
     return (f"{name} in {path.name} is its stub again; your version is in {backup.relative_to(workspace)}. "
             f"If the notebook is open, reload it from disk (File > Reload Notebook from Disk).")
