@@ -84,8 +84,8 @@ PEAK_MEMORY_BEFORE = 164  # MiB: numpy's peak memory in this benchmark before is
 class NumpyEngine:
     name = "numpy"
 
-    def __init__(self, folder):
-        self.model = load_model(folder)
+    def __init__(self, folder, max_seq_len=None):
+        self.model = load_model(folder, max_seq_len=max_seq_len)
         self.cache = None
 
     def prefill(self, tokens):  # [T] int -> int
@@ -129,6 +129,12 @@ class TorchEngine:
             return int(self.model(self.torch.from_numpy(tokens)[None])[0, -1].argmax())
 
 
+def quiet_transformers():  # no progress bars or advice on the benchmark's output
+    from transformers.utils import logging
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
 class TransformersEngine:
     """Hugging Face `transformers`' LlamaForCausalLM on the same folder: what a user would otherwise pick."""
     name = "transformers"
@@ -137,8 +143,7 @@ class TransformersEngine:
         import torch
         import transformers
         torch.set_num_threads(1)
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
+        quiet_transformers()
         self.torch = torch
         self.model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
         self.past = None  # the model's own KV cache (a transformers Cache object, `cache=` in transformers 5)
@@ -327,6 +332,10 @@ def peak_memory(engine_name, folder):  # -> MiB; meant for a fresh process that 
     one_call("prefill", tokens[:max(PREFILL_LENGTHS)])(engine)
     decode(tokens[:PROMPT_LENGTH], max(CONTEXTS))(engine)
     one_call("recompute", tokens)(engine)
+    return peak_rss_mib()
+
+
+def peak_rss_mib():  # -> the largest resident size this process has had, in MiB
     try:  # Linux's VmHWM: this program's own peak (ru_maxrss also counts the parent's, inherited across fork)
         with open("/proc/self/status") as status:
             return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024  # kB
@@ -338,8 +347,8 @@ def run_fresh(source):  # -> the number `source` prints, run by a new interprete
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise RuntimeError(f"a benchmark subprocess failed:\n{done.stderr}")
-    return float(done.stdout)
+        raise RuntimeError(f"a benchmark subprocess failed:\n{done.stderr[-2000:]}")
+    return float(done.stdout.strip().splitlines()[-1])  # the last line: what the source printed last
 
 
 def fresh_process_figures(folder, repeats):  # -> {row: {engine: value}}

@@ -39,14 +39,14 @@ if __name__ == "__main__":  # one thread against one thread, whatever the enviro
 import argparse  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from tinyllm_lab.bench import best_of, decode  # noqa: E402
+from tinyllm_lab import bench  # noqa: E402
+from tinyllm_lab.bench import TransformersEngine, best_of, decode, quiet_transformers, run_fresh  # noqa: E402
 
 SHARED_SMOLLM2 = Path(__file__).resolve().parents[1].parent / "shared" / "tokenizers" / "smollm2-135m"
 SMOLLM2_CONFIG = {  # huggingface.co/HuggingFaceTB/SmolLM2-135M config.json, the fields that shape the model
@@ -74,12 +74,6 @@ def smollm2_config(tiny=False):  # -> dict for transformers.LlamaConfig
     return {**config, **TINY} if tiny else config
 
 
-def quiet_transformers():  # no progress bars or advice on the benchmark's output
-    from transformers.utils import logging
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
-
-
 def write_folder(folder, tiny=False):  # -> folder: config.json, model.safetensors (BF16), tokenizer.json if we have it
     """Random weights drawn and saved by transformers, as `save_pretrained` writes a real checkpoint."""
     import torch
@@ -105,46 +99,12 @@ def float32_bytes(folder):  # -> bytes of the weights once widened to float32 (e
 # ---------------------------------------------------------------------------------------------
 # The three engines, each with prefill(tokens) -> next greedy token and step(token) -> next greedy token
 
-class NumpyEngine:
-    name = "numpy"
-
+class NumpyEngine(bench.NumpyEngine):  # the benchmark's, with a KV cache of CONTEXT positions
     def __init__(self, folder):
-        from tinyllm_lab.weights import load_model
-        self.model = load_model(folder, max_seq_len=CONTEXT)
-
-    def prefill(self, tokens):
-        self.cache = self.model.new_cache()
-        return int(np.argmax(self.model.forward(tokens, self.cache)[-1]))
-
-    def step(self, token):
-        return int(np.argmax(self.model.forward(np.array([token]), self.cache)[-1]))
+        super().__init__(folder, max_seq_len=CONTEXT)
 
 
-class TransformersEngine:
-    name = "transformers"
-
-    def __init__(self, folder):
-        import torch
-        from transformers import LlamaForCausalLM
-        quiet_transformers()
-        torch.set_num_threads(1)
-        self.torch = torch
-        self.model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-
-    def prefill(self, tokens):
-        with self.torch.inference_mode():
-            out = self.model(self.torch.from_numpy(np.asarray(tokens, np.int64))[None], use_cache=True)
-        self.cache = out.cache
-        return int(out.logits[0, -1].argmax())
-
-    def step(self, token):
-        with self.torch.inference_mode():
-            out = self.model(self.torch.tensor([[token]]), cache=self.cache, use_cache=True)
-        self.cache = out.cache
-        return int(out.logits[0, -1].argmax())
-
-
-class ReferenceEngine:
+class ReferenceEngine(bench.TorchEngine):  # the benchmark's prefill and step; loaded here with CONTEXT positions
     name = "torch reference"
 
     def __init__(self, folder):
@@ -164,18 +124,7 @@ class ReferenceEngine:
             state.pop("lm_head.weight", None)  # a tied head stored anyway is the embedding again
         self.model.load_state_dict(reference.from_hf_state_dict(state, config))
         self.model.eval()
-
-    def prefill(self, tokens):
-        with self.torch.inference_mode():
-            logits = self.model(self.torch.from_numpy(np.asarray(tokens, np.int64))[None], start_pos=0)
-        self.pos = len(tokens)
-        return int(logits[0, -1].argmax())
-
-    def step(self, token):
-        with self.torch.inference_mode():
-            logits = self.model(self.torch.tensor([[token]]), start_pos=self.pos)
-        self.pos += 1
-        return int(logits[0, -1].argmax())
+        self.pos = 0
 
 
 ENGINES = (NumpyEngine, TransformersEngine, ReferenceEngine)
@@ -211,16 +160,7 @@ def peak_rss_mib(engine_class, folder):  # -> MiB; for a fresh process: load, th
     token = engine.prefill(np.arange(PROMPT_LENGTH))
     for _ in range(8):
         token = engine.step(token)
-    with open("/proc/self/status") as status:  # Linux: this process's own peak (VmHWM, in kB)
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
-
-
-def run_fresh(source):  # -> the number `source` prints, in a new interpreter with one thread everywhere
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"a benchmark subprocess failed:\n{done.stderr[-2000:]}")
-    return float(done.stdout.strip().splitlines()[-1])
+    return bench.peak_rss_mib()
 
 
 def fresh_figures(folder, repeats):  # -> ({load row: seconds}, {engine: peak MiB})
