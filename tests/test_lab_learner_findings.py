@@ -348,3 +348,25 @@ def test_a_notebook_is_named_with_or_without_its_extension(tmp_path):
     assert ws.find_notebooks(workspace, DAY1) == [workspace / DAY1]
     with pytest.raises(FileNotFoundError, match="no exercise notebook 'day1_nothing'"):
         ws.find_notebooks(workspace, "day1_nothing")
+
+
+# --- a later fresh learner (README only): day 5's session cell replaced the `sample` just written ---
+
+def test_the_session_cell_imports_sample_into_the_package_not_into_the_notebook(monkeypatch):
+    # the learner's report: running day 5's session cell put the promoted (or the course's) sample in place
+    # of the one written above it, so a wrong sample went unnoticed in the session demo
+    session_cell = next(c.source for c in ws.generate(REPO / "notebooks" / "day5_model_session.ipynb").cells
+                        if c.source.startswith("#| promote: session") and "import" in c.source)
+    assert "from my_tinyllm.sampling import check_rng, check_sampling\n" in session_cell
+    assert 'if __name__ != "__main__":' in session_cell and "    from my_tinyllm.sampling import sample" in session_cell
+    fake = type(sys)("my_tinyllm.sampling")
+    fake.check_rng, fake.check_sampling, fake.sample = "course check_rng", "course check_sampling", "promoted sample"
+    monkeypatch.setitem(sys.modules, "my_tinyllm", type(sys)("my_tinyllm"))
+    monkeypatch.setitem(sys.modules, "my_tinyllm.sampling", fake)
+    imports = "\n".join(line for line in session_cell.splitlines() if "import" in line or line.startswith("if "))
+    in_notebook = {"__name__": "__main__", "sample": "the learner's sample"}
+    exec(imports, in_notebook)
+    assert in_notebook["sample"] == "the learner's sample" and in_notebook["check_rng"] == "course check_rng"
+    in_package = {"__name__": "my_tinyllm.session"}
+    exec(imports, in_package)
+    assert in_package["sample"] == "promoted sample"

@@ -342,6 +342,27 @@ def rewrite_prose(text, modules, day):  # str (markdown) -> str: the solution's 
     return text.replace(", `--check` verifies it", "")
 
 
+def keep_own_exercises(source, wanted):  # str, {exercise name: module} of this notebook -> str
+    """Import in the promoted module, but not in the notebook, the exercises this same notebook defines.
+
+    Day 5's session cell imports `sample` from my_tinyllm.sampling: run in the notebook, that line
+    would put the promoted (or the course's) `sample` in place of the one the learner just wrote
+    above. So `from my_tinyllm.sampling import check_rng, sample` becomes the import of the others
+    plus `if __name__ != "__main__":` (true in my_tinyllm/session.py, false in the notebook) for `sample`.
+    """
+    def split(match):
+        indent, module, items = match.group(1), match.group(2), [i.strip() for i in match.group(3).split(",")]
+        own = [i for i in items if wanted.get(i) == module]
+        if not own:
+            return match.group(0)
+        others = [i for i in items if i not in own]
+        lines = [f"{indent}from {PACKAGE}.{module} import {', '.join(others)}"] if others else []
+        return "\n".join(lines + [f"{indent}if __name__ != \"__main__\":  # true in {PACKAGE}, false here: in this "
+                                  f"notebook {', '.join(own)} stay{'s' if len(own) == 1 else ''} what you wrote above",
+                                  f"{indent}    from {PACKAGE}.{module} import {', '.join(own)}"])
+    return re.sub(rf"^([ \t]*)from {PACKAGE}\.(\w+) import ([\w ,]+?)[ \t]*$", split, source, flags=re.M)
+
+
 def generate(notebook, modules=None, day=None):  # -> nbformat NotebookNode
     """The exercise notebook for one solution notebook (see the module docstring).
 
@@ -377,7 +398,7 @@ def generate(notebook, modules=None, day=None):  # -> nbformat NotebookNode
                         cell.source = replace_definition(cell.source, name, stub_definition(cell.source, name, day))
                         found.append(name)
                         checks.append(_code(f"check({name})", f"{cell.get('id', index)}-check-{name}"[:64]))
-            cell.source = rewrite_imports(cell.source, modules)
+            cell.source = keep_own_exercises(rewrite_imports(cell.source, modules), wanted)
         cells.append(cell)
         cells.extend(checks)
     for cell in cells:
