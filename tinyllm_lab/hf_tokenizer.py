@@ -16,14 +16,14 @@ Standard library only.
 
 import codecs
 import heapq
-import json
 import re
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
 from tinyllm_lab.tokenizer import (  # day 7's byte alphabet, its checks of ids, JSON files and fields, its cache bounds
-    BYTE_TO_CHAR, CACHE_MAX_ENTRIES, CACHE_MAX_PIECE_CHARS, SURROGATE_RE, check_id, check_ids, need, read_json,
+    BYTE_TO_CHAR, CACHE_MAX_ENTRIES, CACHE_MAX_PIECE_CHARS, CHAR_TO_BYTE, SURROGATE_RE, check_id, check_ids, need,
+    read_json, token_string,
 )
 
 
@@ -379,10 +379,8 @@ def load_decoder(spec, tokens, where="decoder"):  # JSON, [token text per id] ->
         raise ValueError(f"tokenizer.json: {where} is null; this reader needs a ByteLevel, Metaspace or Sequence decoder")
     kind = need(spec, "type", (str,), where)
     if kind == "ByteLevel":
-        char_to_byte = {c: b for b, c in BYTE_TO_CHAR.items()}
-
         def to_bytes(t):  # a character outside the byte alphabet: the token's own UTF-8, as tokenizers does
-            return bytes(char_to_byte[c] for c in t) if all(c in char_to_byte for c in t) else t.encode("utf-8")
+            return bytes(CHAR_TO_BYTE[c] for c in t) if all(c in CHAR_TO_BYTE for c in t) else t.encode("utf-8")
         return TokenDecoder([None if t is None else to_bytes(t) for t in tokens])
     if kind == "Metaspace":
         mark = need(spec, "replacement", (str,), where)
@@ -468,7 +466,7 @@ class BPEModel:
     def tokenize(self, piece):  # str -> list of ids
         ids = self._cache.get(piece)
         if ids is None:
-            name = "".join(BYTE_TO_CHAR[b] for b in piece.encode("utf-8")) if self.byte_level else piece
+            name = token_string(piece.encode("utf-8")) if self.byte_level else piece
             ids = [self.ids[name]] if self.ignore_merges and name in self.ids else bpe(self.symbols(piece), self.merges)
             if len(piece) <= CACHE_MAX_PIECE_CHARS and len(self._cache) < CACHE_MAX_ENTRIES:
                 self._cache[piece] = ids

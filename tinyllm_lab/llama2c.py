@@ -43,6 +43,7 @@ import numpy as np
 
 from tinyllm_lab.config import ModelConfig
 from tinyllm_lab.model import LayerWeights, Model, ModelWeights
+from tinyllm_lab.weights import CONTEXT_CAP
 
 HEADER = struct.Struct("<7i")  # dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, max_seq_len
 HEADER_FIELDS = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "max_seq_len")
@@ -50,7 +51,6 @@ VERSIONED_MAGIC = 0x616B3432  # "ak42": llama2.c's `export.py --version 1` / `--
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
 BYTE_OFFSET = 3                # with byte fallback, byte b has the token id 3 + b (its piece is the text "<0xNN>")
 UNK_TEXT = " \u2047 "          # what SentencePiece's decode writes for <unk>: " ⁇ "
-DEFAULT_CONTEXT_CAP = 4096     # the KV cache holds min(header max_seq_len, this) positions unless told otherwise
 MAX_TOKENIZER_BYTES = 1 << 30  # a tokenizer file is a few MB; anything over 1 GiB is not one
 
 
@@ -120,7 +120,7 @@ def expected_bytes(header):  # -> the exact size of a file with this header (Pyt
 def context_length(max_seq_len, trained, name):  # the caller's max_seq_len, the header's -> int
     """The positions the KV cache and RoPE tables will hold: default min(trained, 4096), never above `trained`."""
     if max_seq_len is None:
-        return min(trained, DEFAULT_CONTEXT_CAP)
+        return min(trained, CONTEXT_CAP)  # the same default as a Hugging Face folder's
     if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, (int, np.integer)):
         raise TypeError(f"max_seq_len must be an integer or None, got {max_seq_len!r}")
     if not 0 < max_seq_len <= trained:

@@ -396,12 +396,13 @@ def tokenizer_from_json(data):  # dict -> Tokenizer
     for name, i in vocab.items():
         if not isinstance(i, int) or isinstance(i, bool):
             raise ValueError(f"tokenizer.json: model.vocab[{name!r}] must be an integer id, got {i!r:.40}")
-    for r, (left, right) in enumerate(merge_names(model)):
+    pairs = merge_names(model)  # [(left, right) token names], checked once
+    for r, (left, right) in enumerate(pairs):
         for name in (left, right):
             if name not in vocab:
                 raise ValueError(f"tokenizer.json: merge {r} ({left!r} + {right!r}) uses the token {name!r}, "
                                  "which is not in the vocab")
-    tokenizer = Tokenizer([(vocab[left], vocab[right]) for left, right in merge_names(model)])
+    tokenizer = Tokenizer([(vocab[left], vocab[right]) for left, right in pairs])
     for name, i in vocab.items():
         if not 0 <= i < tokenizer.bos_id or token_string(tokenizer.vocab[i]) != name:
             raise ValueError(f"tokenizer.json: token {name!r} has id {i}; this layout needs byte b at id b "

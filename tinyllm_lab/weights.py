@@ -373,8 +373,9 @@ def read_json(path):  # path of a JSON file -> dict
     path = Path(path)
     if not path.is_file():  # also refuses a folder or a device such as /dev/zero
         raise ValueError(f"{path} is not a file")
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise ValueError(f"{path} is {path.stat().st_size} bytes, over the {MAX_JSON_BYTES}-byte limit for a JSON file")
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"{path} is {size} bytes, over the {MAX_JSON_BYTES}-byte limit for a JSON file")
     try:  # parse_int: a 5000-digit integer becomes a marker the checks refuse, not Python's own error
         value = json.loads(path.read_text(encoding="utf-8"), parse_int=st._parse_int)
     except ValueError as e:  # not UTF-8, or not JSON
