@@ -26,6 +26,8 @@ from tinyllm_lab.rope import rope_tables
 from tinyllm_lab.sampling import next_token_probs, top_k_filter, top_p_filter
 from tinyllm_lab.tokenizer import apply_merges, pretokenize
 
+from test_lab_check import assert_diagnosed
+
 EXERCISES = exercises_day5.EXERCISES + exercises_day6.EXERCISES + exercises_day7.EXERCISES
 CATALOGUE = {m.id: (exercise, m) for exercise in EXERCISES for m in exercise.mistakes}
 LEARNERS = {}  # mistake id -> (exercise name, a learner's wrong implementation)
@@ -823,10 +825,7 @@ def test_a_learners_mistake_is_named(mistake_id):
     exercise, mistake = CATALOGUE[mistake_id]
     assert exercise.name == name
     assert impl is not mistake.impl  # the learner's own code, not the catalogue's
-    result = check(impl, name=name)
-    assert not result.passed and result.status == "failing", result.report
-    assert result.mistake == mistake_id, result.report
-    assert result.diagnosis == mistake.diagnosis
+    result = assert_diagnosed(impl, mistake_id, name)  # fails, with this mistake's id and diagnosis
     assert f"diagnosis: {mistake.diagnosis}" in result.report
 
 

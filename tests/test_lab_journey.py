@@ -17,7 +17,6 @@ The journey's time is printed (a measurement, not a timed assertion).
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -42,18 +41,15 @@ def stream_text(cell):
                    and output.name == "stdout")
 
 
-def test_journey_from_empty_functions_to_the_learners_own_engine(tmp_path, capsys):
-    start = time.perf_counter()
+def test_journey_from_empty_functions_to_the_learners_own_engine(tmp_path):  # its time: pytest --durations
     workspace = make_course(tmp_path)
-    seconds, executed = {}, {}
+    executed = {}
     paths = sorted(workspace.glob("day*_*.ipynb"), key=lambda p: (ws.notebook_day(p), p.name))  # days 1-7, then day 8
     assert list(dict.fromkeys(ws.notebook_day(p) for p in paths))[:7] == list(range(1, 8))  # day 6 has two notebooks
     for path in paths:
         day = ws.notebook_day(path)
         fill(path, [name for _, name in syllabus.EXERCISES.get(day, [])], day)
-        begin = time.perf_counter()
         nb, error = execute(path, workspace)
-        seconds[path.stem] = time.perf_counter() - begin  # by notebook: day 6 has two
         assert error is None, f"{path.name}, filled with the solutions, stopped: {error.ename}: {error.evalue}"
         promotion = next(c for c in nb.cells if "promote_day(" in c.source)
         assert "still the course's" not in stream_text(promotion), stream_text(promotion)
@@ -69,10 +65,6 @@ def test_journey_from_empty_functions_to_the_learners_own_engine(tmp_path, capsy
     rows = progress(workspace).rows
     assert [(r.name, r.status) for r in rows if r.status != "passing"] == []
     assert len(rows) == len(syllabus.exercises())
-    total = time.perf_counter() - start
-    with capsys.disabled():
-        print(f"\njourney: {total:.1f} s in all; notebooks: "
-              + ", ".join(f"{day} {s:.1f} s" for day, s in seconds.items()))
 
 
 RIGHT = "positions = np.arange(start, start + T)"
