@@ -297,11 +297,14 @@ def save_file(tensors, path, metadata=None):  # {name: np.ndarray}, path, {str: 
             f.write(x.astype(x.dtype.newbyteorder("<"), copy=False).tobytes())  # C order, little-endian
 
 
+def non_finite(name, x):  # str, np.ndarray -> "'name' (n nan, m inf of size)", or None when x is finite or not float
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        return f"{name!r} ({int(np.isnan(x).sum())} nan, {int(np.isinf(x).sum())} inf of {x.size})"
+    return None
+
+
 def check_finite(tensors):  # {name: np.ndarray} -> None
-    """Raise ValueError naming every floating-point tensor that holds a NaN or an infinity."""
-    bad = []
-    for name, x in tensors.items():
-        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-            bad.append(f"{name!r} ({int(np.isnan(x).sum())} nan, {int(np.isinf(x).sum())} inf of {x.size})")
+    """Raise ValueError naming every floating-point tensor that holds a NaN or an infinity (see `non_finite`)."""
+    bad = [text for name, x in tensors.items() if (text := non_finite(name, x)) is not None]
     if bad:
         raise ValueError(f"non-finite weights in {len(bad)} tensor(s): " + "; ".join(bad))

@@ -344,8 +344,8 @@ def weights_from_tensors(config, tensors, read=None):  # ModelConfig, {HF name: 
 
     def get(name):  # our name -> float32 array (F16 widened exactly)
         x = np.ascontiguousarray(read(hf_name(name)), dtype=np.float32)
-        if not np.isfinite(x).all():
-            non_finite.append(f"{hf_name(name)!r} ({int(np.isnan(x).sum())} nan, {int(np.isinf(x).sum())} inf of {x.size})")
+        if (problem := st.non_finite(hf_name(name), x)) is not None:  # check_finite's words, one tensor at a time
+            non_finite.append(problem)
         return x
 
     def layer(i):  # HF's q/k rows are in the half-split RoPE layout; apply_rope pairs interleaved rows
