@@ -336,6 +336,19 @@ def sample_argmax(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
     return int(np.argmax(next_token_probs(logits, temperature, top_k, top_p)))
 
 
+@learner("sample.cdf_in_sorted_order", "sample")
+def sample_most_probable_first(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
+    probs = next_token_probs(logits, temperature, top_k, top_p)
+    if temperature == 0:
+        return int(np.argmax(probs))
+    u, running = rng.random(), 0.0
+    for token in sorted(range(len(probs)), key=lambda i: -probs[i]):  # the likeliest tokens first
+        running += probs[token]
+        if running > u:
+            return token
+    return int(np.argmin(probs))
+
+
 @learner("sample.settings_ignored", "sample")
 def sample_temperature_only(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
     if temperature == 0:

@@ -236,8 +236,8 @@ def next_token_probs(logits, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> [V]
 def sample(logits, rng, temperature=1.0, top_k=0, top_p=1.0):  # [V] -> int
     """Draw the next token id from `logits` with the seeded generator `rng` (unused, may be None, when greedy).
 
-    Inverse CDF: the first kept token whose cumulative probability exceeds u ~ U[0, 1). Greedy is the
-    argmax of the logits themselves (no softmax). Errors: see `check_sampling`, `check_rng` and `next_token_probs`.
+    Inverse CDF: the first kept token whose cumulative probability (summed in id order) exceeds
+    u ~ U[0, 1). Greedy is the argmax of the logits themselves (no softmax). Errors: see `check_sampling`, `check_rng` and `next_token_probs`.
     """
     check_sampling(temperature, top_k, top_p)
     check_rng(rng, temperature)

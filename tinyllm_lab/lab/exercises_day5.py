@@ -549,6 +549,15 @@ def _sample_reseeded(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
     return _sample_from(probs, np.random.default_rng(0).random())
 
 
+def _sample_sorted_cdf(logits, rng, temperature=1.0, top_k=0, top_p=1.0):  # the running sum, most probable first
+    probs = next_token_probs(logits, temperature, top_k, top_p)
+    if temperature == 0:
+        return int(np.argmax(probs))
+    order = np.argsort(-probs, kind="stable")
+    cdf = np.cumsum(probs[order])
+    return int(order[min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), probs.size - 1)])
+
+
 def _sample_always_greedy(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
     return int(np.argmax(logits))
 
@@ -582,6 +591,11 @@ SAMPLE = Exercise(5, "sampling", "sample", cases=[
             "it always returns the argmax: with temperature > 0, draw from `next_token_probs` by inverse CDF "
             "(the first kept token whose cumulative probability exceeds u ~ U[0, 1)).",
             _sample_always_greedy),
+    Mistake("sample.cdf_in_sorted_order",
+            "the running sum adds the probabilities most probable first: the inverse CDF adds them in id order "
+            "(token 0, 1, 2, ...) and takes the first kept id whose sum exceeds u. Sorted, the same u lands on "
+            "another token: the distribution is the same, the tokens a seed gives are not.",
+            _sample_sorted_cdf),
     Mistake("sample.settings_ignored",
             "top_k and top_p were not passed on: draw from `next_token_probs(logits, temperature, top_k, top_p)`.",
             _sample_settings_ignored),
